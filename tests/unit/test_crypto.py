@@ -10,7 +10,7 @@ import hashlib
 
 import pytest
 from eth_account import Account
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from py_ecc.secp256k1 import secp256k1 as py_ecc_secp256k1
 
@@ -69,7 +69,6 @@ def test_exception_taxonomy() -> None:
     assert issubclass(ValidationError, ValueError)
 
 
-@settings(max_examples=50)
 @given(private_keys)
 def test_address_matches_eth_account(priv: bytes) -> None:
     expected = bytes.fromhex(Account.from_key(priv).address[2:])
@@ -87,7 +86,6 @@ def test_private_key_out_of_range_rejected(priv: bytes) -> None:
         address_from_private_key(priv)
 
 
-@settings(max_examples=50)
 @given(private_keys, digests)
 def test_sign_then_recover_round_trip(priv: bytes, digest: bytes) -> None:
     sig = sign_digest(priv, digest)

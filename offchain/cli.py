@@ -1,0 +1,55 @@
+"""The `smartmesh` command line: argument parsing and printing only.
+
+Belongs here: subcommands that call into the packages and print results. Later issues add
+`node`, `relay`, `channel`, `pay`; each subcommand stays a thin shell over a service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+
+def _version() -> str:
+    try:
+        return version("smartmesh")
+    except PackageNotFoundError:  # running from a source tree without `pip install -e .`
+        return "0+unknown"
+
+
+def _cmd_contracts(_: argparse.Namespace) -> int:
+    from offchain.chain.artifacts import ARTIFACT_NAMES, load_artifact
+
+    rows = {}
+    for name in ARTIFACT_NAMES:
+        artifact = load_artifact(name)
+        rows[name] = {
+            "compiler": artifact.compiler,
+            "runtime_bytes": (len(artifact.runtime_bytecode) - 2) // 2,
+            "source_sha256": artifact.source_sha256,
+        }
+    print(json.dumps(rows, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smartmesh", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"smartmesh {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    contracts = commands.add_parser("contracts", help="show the compiled contracts this package ships")
+    contracts.set_defaults(handler=_cmd_contracts)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = args.handler
+    result: int = handler(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

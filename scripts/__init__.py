@@ -1,0 +1,1 @@
+"""Operator scripts: ape deploy, the demo, artifact builds, and the anvil launcher they share."""
