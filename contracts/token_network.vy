@@ -756,6 +756,9 @@ def get_unlock_amount(receiver: address, sender: address, generation: uint256, l
 
 @internal
 def _open(participant: address, partner: address, settle_window: uint256) -> Pair:
+    """
+    @notice Opens the pair's channel with a fresh generation; reverts if it exists.
+    """
     assert partner != empty(address), "token_network: zero partner"
     assert partner != participant, "token_network: channel with oneself"
     assert settle_window >= self.settle_window_min, "token_network: settle window too short"
@@ -777,6 +780,9 @@ def _open(participant: address, partner: address, settle_window: uint256) -> Pai
 
 @internal
 def _deposit(pair: Pair, participant: address, total_deposit: uint256):
+    """
+    @notice Raises a participant's total deposit and pulls the difference from the caller.
+    """
     is_first: bool = participant == pair.participant1
     deposits: uint256 = self._deposits[pair.channel_id]
     current: uint256 = self._half(deposits, is_first)
@@ -790,6 +796,9 @@ def _deposit(pair: Pair, participant: address, total_deposit: uint256):
 
 @internal
 def _pull(source: address, amount: uint256) -> uint256:
+    """
+    @notice Pulls `amount` from `source`; returns the network's token balance afterwards.
+    """
     # Balance difference, not the token's word: a fee-taking or lying token would
     # otherwise credit tokens the contract never received.
     before: uint256 = staticcall self.token.balanceOf(self)
@@ -801,6 +810,9 @@ def _pull(source: address, amount: uint256) -> uint256:
 
 @internal
 def _push(recipient: address, amount: uint256):
+    """
+    @notice Pays `amount` to `recipient`; tokens without a return value are accepted.
+    """
     if amount == 0:
         return
     assert extcall self.token.transfer(recipient, amount, default_return_value=True), "token_network: transfer failed"
@@ -808,6 +820,9 @@ def _push(recipient: address, amount: uint256):
 
 @internal
 def _pay_reward(channel_id: bytes32, participant: address, delegation: uint256, reward: uint256):
+    """
+    @notice Pays a delegate its capped reward out of the participant's share.
+    """
     if reward == 0:
         return
     delegate: address = convert(convert(delegation & MASK160, uint160), address)
@@ -817,6 +832,9 @@ def _pay_reward(channel_id: bytes32, participant: address, delegation: uint256, 
 
 @internal
 def _clear(channel_id: bytes32, generation: uint256):
+    """
+    @notice Ends a channel: zeroes its amounts, keeps its generation.
+    """
     # Keep the generation so that a reopening of the pair gets a new one; zeroing
     # the amount words refunds gas and starts the next opening from nothing.
     self._channels[channel_id] = generation << GEN_SHIFT
@@ -828,6 +846,9 @@ def _clear(channel_id: bytes32, generation: uint256):
 @internal
 @view
 def _check_balance(channel_id: bytes32, index: uint256, transferred: uint256, locked: uint256, locksroot: bytes32):
+    """
+    @notice Checks (T, L, LR) against the balance hash on chain for a participant.
+    """
     stored: bytes32 = self._balance_hashes[channel_id][index]
     if stored == empty(bytes32):
         assert transferred == 0 and locked == 0, "token_network: balance data without a proof"
@@ -841,6 +862,9 @@ def _payouts(
     d1: uint256, w1: uint256, t1: uint256, l1: uint256,
     d2: uint256, w2: uint256, t2: uint256, l2: uint256,
 ) -> (uint256, uint256, uint256, uint256):
+    """
+    @notice Settlement payouts (S1, S2, SL1, SL2) for the participants in the given order.
+    """
     # docs/spec.md section 4. TAD cannot underflow: withdraws are checked against
     # deposits. Every other step saturates so that no proof can make settle revert.
     if self._sat_add(t1, l1) > self._sat_add(t2, l2):
@@ -859,6 +883,9 @@ def _payouts_ordered(
     d1: uint256, w1: uint256, t1: uint256, l1: uint256,
     d2: uint256, w2: uint256, t2: uint256, l2: uint256,
 ) -> (uint256, uint256, uint256, uint256):
+    """
+    @notice The payouts for participants ordered so that T1 + L1 <= T2 + L2.
+    """
     # Raiden's rule for participants ordered so that T1 + L1 <= T2 + L2.
     tad: uint256 = d1 + d2 - w1 - w2
     rmax1: uint256 = min(tad, self._sat_sub(self._sat_add(self._sat_sub(self._sat_add(t2, l2), self._sat_add(t1, l1)), d1), w1))
@@ -871,6 +898,9 @@ def _payouts_ordered(
 @internal
 @view
 def _total_available(channel_id: bytes32) -> uint256:
+    """
+    @notice TAD = D1 + D2 - W1 - W2 of a channel.
+    """
     deposits: uint256 = self._deposits[channel_id]
     withdraws: uint256 = self._withdraws[channel_id]
     return (deposits & MASK128) + (deposits >> 128) - (withdraws & MASK128) - (withdraws >> 128)
@@ -879,6 +909,9 @@ def _total_available(channel_id: bytes32) -> uint256:
 @internal
 @pure
 def _sat_add(a: uint256, b: uint256) -> uint256:
+    """
+    @notice a + b, capped at 2**256 - 1.
+    """
     if a > max_value(uint256) - b:
         return max_value(uint256)
     # Safe: the branch above excludes overflow.
@@ -888,6 +921,9 @@ def _sat_add(a: uint256, b: uint256) -> uint256:
 @internal
 @pure
 def _sat_sub(a: uint256, b: uint256) -> uint256:
+    """
+    @notice a - b, floored at 0.
+    """
     if a <= b:
         return 0
     # Safe: a > b.
@@ -897,6 +933,9 @@ def _sat_sub(a: uint256, b: uint256) -> uint256:
 @internal
 @pure
 def _pair(a: address, b: address) -> Pair:
+    """
+    @notice The ordered participants of a pair and its channel id.
+    """
     low: address = a
     high: address = b
     if convert(a, uint256) > convert(b, uint256):
@@ -908,6 +947,9 @@ def _pair(a: address, b: address) -> Pair:
 @internal
 @pure
 def _index(is_first: bool) -> uint256:
+    """
+    @notice Storage index of a participant: 0 for participant1, 1 for participant2.
+    """
     if is_first:
         return 0
     return 1
@@ -916,6 +958,9 @@ def _index(is_first: bool) -> uint256:
 @internal
 @pure
 def _half(word: uint256, is_first: bool) -> uint256:
+    """
+    @notice Participant 1's (low) or participant 2's (high) 128-bit half of a packed word.
+    """
     if is_first:
         return word & MASK128
     return word >> 128
@@ -924,6 +969,9 @@ def _half(word: uint256, is_first: bool) -> uint256:
 @internal
 @pure
 def _with_half(word: uint256, is_first: bool, amount: uint256) -> uint256:
+    """
+    @notice A packed word with one participant's half replaced.
+    """
     if is_first:
         return (word & (MASK128 << 128)) | amount
     return (word & MASK128) | (amount << 128)
@@ -932,6 +980,9 @@ def _with_half(word: uint256, is_first: bool, amount: uint256) -> uint256:
 @internal
 @view
 def _core(channel_id: bytes32) -> Core:
+    """
+    @notice Unpacks a channel's core word.
+    """
     word: uint256 = self._channels[channel_id]
     return Core(
         state=word & MASK8,
@@ -946,6 +997,9 @@ def _core(channel_id: bytes32) -> Core:
 @internal
 @pure
 def _pack(core: Core) -> uint256:
+    """
+    @notice Packs a channel's core word.
+    """
     return (
         core.state
         | (core.generation << GEN_SHIFT)
@@ -959,12 +1013,18 @@ def _pack(core: Core) -> uint256:
 @internal
 @pure
 def _unlock_key(channel_id: bytes32, generation: uint256, sender: address, locksroot: bytes32) -> bytes32:
+    """
+    @notice Storage key of the tokens retained for one sender's locks after settle.
+    """
     return keccak256(abi_encode(channel_id, generation, sender, locksroot))
 
 
 @internal
 @view
 def _domain_separator() -> bytes32:
+    """
+    @notice The EIP-712 domain separator.
+    """
     # Computed, not cached: a chain split changes chain.id and must void old signatures.
     return keccak256(abi_encode(EIP712_DOMAIN_TYPEHASH, NAME_HASH, VERSION_HASH, chain.id, self))
 
@@ -972,6 +1032,9 @@ def _domain_separator() -> bytes32:
 @internal
 @view
 def _digest(struct_hash: bytes32) -> bytes32:
+    """
+    @notice The EIP-712 digest of a struct hash in this network's domain.
+    """
     return keccak256(concat(b"\x19\x01", self._domain_separator(), struct_hash))
 
 
@@ -980,6 +1043,9 @@ def _digest(struct_hash: bytes32) -> bytes32:
 def _balance_proof_digest(
     channel_id: bytes32, generation: uint256, nonce: uint256, balance_hash: bytes32, additional_hash: bytes32
 ) -> bytes32:
+    """
+    @notice The EIP-712 digest of a BalanceProof.
+    """
     return self._digest(keccak256(abi_encode(
         BALANCE_PROOF_TYPEHASH, channel_id, generation, nonce, balance_hash, additional_hash
     )))
@@ -988,6 +1054,9 @@ def _balance_proof_digest(
 @internal
 @pure
 def _recover(digest: bytes32, signature: Bytes[65]) -> address:
+    """
+    @notice The signer of `digest`; reverts on malformed, high-s or unrecoverable signatures.
+    """
     assert len(signature) == 65, "token_network: bad signature length"
     r: uint256 = convert(extract32(signature, 0), uint256)
     s: uint256 = convert(extract32(signature, 32), uint256)
