@@ -8,11 +8,13 @@
         after the window, and unlock of pending locks whose secret was revealed
         in time. Every clone of this implementation serves one token; the
         registry creates and initializes clones.
-@dev    Storage is packed because storage writes are most of a channel's gas:
-        one word of channel core (state, generation, settle window or deadline,
-        closer, both nonces), one word of both deposits, one of both withdraws.
-        Amounts in those words are 128 bits; `initialize` caps the participant
-        deposit limit below 2**127 so totals, withdraws and TAD always fit.
+@dev    Storage is packed because storage writes are most of a channel's gas.
+        The core word holds, while open, state, generation, settle window and both
+        total withdraws (92 bits each); once closed, state, generation, settle
+        deadline, closer and both nonces, the withdraws having moved to their own
+        word. Deposits share one word (128 bits each). `initialize` caps the
+        participant deposit limit below 2**91, so D1 + D2 and every total withdraw
+        fit 92 bits.
 @custom:security
         - Replay: every signature is EIP-712 over a domain naming chain id and
           this clone's address; every struct names the channel id and its
@@ -47,21 +49,27 @@ STATE_NONE: constant(uint256) = 0
 STATE_OPENED: constant(uint256) = 1
 STATE_CLOSED: constant(uint256) = 2
 
-# Bit layout of the core word.
+# Bit layout of the core word. Both states: state 0..7, generation 8..39.
+# Open: settle window 40..71, withdraw1 72..163, withdraw2 164..255; keeping the
+# withdraws here saves a fresh storage slot (20,000 gas) on the first withdraw.
+# Closed: deadline 40..103, closer 104..111, nonce1 112..175, nonce2 176..239.
 GEN_SHIFT: constant(uint256) = 8
 SETTLE_SHIFT: constant(uint256) = 40
+WITHDRAW1_SHIFT: constant(uint256) = 72
+WITHDRAW2_SHIFT: constant(uint256) = 164
 CLOSER_SHIFT: constant(uint256) = 104
 NONCE1_SHIFT: constant(uint256) = 112
 NONCE2_SHIFT: constant(uint256) = 176
 MASK8: constant(uint256) = 255
 MASK32: constant(uint256) = 4294967295
 MASK64: constant(uint256) = 18446744073709551615
+MASK92: constant(uint256) = 4951760157141521099596496895
 MASK128: constant(uint256) = 340282366920938463463374607431768211455
 MASK160: constant(uint256) = 1461501637330902918203684832716283019655932542975
 
-# Participant deposit limits must stay below 2**127 so that every total fits
-# the 128-bit halves of the packed words (D1 + D2 < 2**128 >= any W).
-MAX_PARTICIPANT_DEPOSIT_LIMIT: constant(uint256) = 170141183460469231731687303715884105727
+# Participant deposit limits stay below 2**91 so that D1 + D2, and therefore any
+# total withdraw (at most D1 + D2), fits the 92-bit fields of the open core word.
+MAX_PARTICIPANT_DEPOSIT_LIMIT: constant(uint256) = 2475880078570760549798248447
 # Delegation rewards are packed beside the delegate's address in 96 bits.
 MAX_REWARD: constant(uint256) = 79228162514264337593543950335
 
@@ -92,7 +100,7 @@ WITHDRAW_TYPEHASH: constant(bytes32) = keccak256(
     "Withdraw(bytes32 channelId,uint32 generation,address participant,uint256 totalWithdraw,uint64 expiration)"
 )
 COOPERATIVE_SETTLE_TYPEHASH: constant(bytes32) = keccak256(
-    "CooperativeSettle(bytes32 channelId,uint32 generation,uint256 payout1,uint256 payout2,uint64 expiration)"
+    "CooperativeSettle(bytes32 channelId,uint32 generation,uint256 totalWithdraw1,uint256 totalWithdraw2,uint64 expiration)"
 )
 
 # ---------------------------------------------------------------------------
@@ -102,9 +110,11 @@ struct Core:
     state: uint256
     generation: uint256
     settle: uint256  # the settle window while open, the settle deadline once closed
-    closer: uint256  # 0 none, 1 participant1, 2 participant2
-    nonce1: uint256
-    nonce2: uint256
+    closer: uint256  # 0 none, 1 participant1, 2 participant2 (closed only)
+    nonce1: uint256  # closed only
+    nonce2: uint256  # closed only
+    withdraw1: uint256  # open only; in _withdraws once closed
+    withdraw2: uint256  # open only
 
 struct ChannelInfo:
     channel_id: bytes32
@@ -193,7 +203,8 @@ event ChannelUnlocked:
 # Storage
 
 token: public(IERC20)
-secret_registry: public(ISecretRegistry)
+# The same for every clone: it lives in the implementation's code, not in storage.
+secret_registry: public(immutable(ISecretRegistry))
 settle_window_min: public(uint256)
 settle_window_max: public(uint256)
 participant_deposit_limit: public(uint256)
@@ -202,24 +213,27 @@ _initialized: bool
 
 _channels: HashMap[bytes32, uint256]  # packed Core
 _deposits: HashMap[bytes32, uint256]  # participant1 low 128 bits, participant2 high
-_withdraws: HashMap[bytes32, uint256]  # same layout
+_withdraws: HashMap[bytes32, uint256]  # same layout, written at close
 _balance_hashes: HashMap[bytes32, HashMap[uint256, bytes32]]  # [channel][index 0|1]
 _delegations: HashMap[bytes32, HashMap[uint256, uint256]]  # delegate | reward << 160
 _unlocks: HashMap[bytes32, uint256]  # unlock key -> tokens retained for those locks
 
 
 @deploy
-def __init__():
+def __init__(_secret_registry: ISecretRegistry):
     """
-    @notice Locks the implementation itself; only clones are initialized.
+    @notice Sets the secret registry every clone uses, and locks the implementation
+            itself: only clones are initialized.
+    @param _secret_registry The secret registry.
     """
+    assert _secret_registry.address.is_contract, "token_network: secret registry is not a contract"
+    secret_registry = _secret_registry
     self._initialized = True
 
 
 @external
 def initialize(
     token: IERC20,
-    secret_registry: ISecretRegistry,
     settle_window_min: uint256,
     settle_window_max: uint256,
     participant_deposit_limit: uint256,
@@ -228,7 +242,6 @@ def initialize(
     """
     @notice Sets up a fresh clone; the registry calls it in the creating transaction.
     @param token The ERC-20 token of this network.
-    @param secret_registry Where secrets are registered.
     @param settle_window_min Smallest settle window (seconds) a channel may choose.
     @param settle_window_max Largest settle window (seconds).
     @param participant_deposit_limit Cap on one participant's total deposit.
@@ -236,7 +249,6 @@ def initialize(
     """
     assert not self._initialized, "token_network: already initialized"
     assert token.address != empty(address), "token_network: zero token"
-    assert secret_registry.address != empty(address), "token_network: zero secret registry"
     assert settle_window_min > 0, "token_network: zero settle window"
     assert settle_window_min <= settle_window_max, "token_network: bad settle window bounds"
     assert settle_window_max <= MASK32, "token_network: settle window too long"
@@ -245,7 +257,6 @@ def initialize(
     assert participant_deposit_limit <= network_deposit_limit, "token_network: bad deposit limits"
     self._initialized = True
     self.token = token
-    self.secret_registry = secret_registry
     self.settle_window_min = settle_window_min
     self.settle_window_max = settle_window_max
     self.participant_deposit_limit = participant_deposit_limit
@@ -325,12 +336,14 @@ def set_total_withdraw(
     assert block.timestamp <= expiration, "token_network: withdraw expired"
 
     is_first: bool = participant == pair.participant1
-    withdraws: uint256 = self._withdraws[pair.channel_id]
-    current: uint256 = self._half(withdraws, is_first)
-    other: uint256 = self._half(withdraws, not is_first)
+    current: uint256 = core.withdraw2
+    other: uint256 = core.withdraw1
+    if is_first:
+        current = core.withdraw1
+        other = core.withdraw2
     assert total_withdraw > current, "token_network: total withdraw must rise"
     deposits: uint256 = self._deposits[pair.channel_id]
-    # D1 + D2 < 2**128, so a total that passes this check fits its 128-bit half.
+    # D1 + D2 < 2**92, so a total that passes this check fits its 92-bit field.
     assert total_withdraw <= (deposits & MASK128) + (deposits >> 128) - other, "token_network: withdraw exceeds deposits"
 
     digest: bytes32 = self._digest(keccak256(abi_encode(
@@ -339,7 +352,11 @@ def set_total_withdraw(
     assert self._recover(digest, participant_signature) == participant, "token_network: invalid participant signature"
     assert self._recover(digest, partner_signature) == partner, "token_network: invalid partner signature"
 
-    self._withdraws[pair.channel_id] = self._with_half(withdraws, is_first, total_withdraw)
+    if is_first:
+        core.withdraw1 = total_withdraw
+    else:
+        core.withdraw2 = total_withdraw
+    self._channels[pair.channel_id] = self._pack(core)
     log ChannelWithdraw(channel_id=pair.channel_id, participant=participant, total_withdraw=total_withdraw)
     self._push(participant, total_withdraw - current)
 
@@ -349,20 +366,23 @@ def set_total_withdraw(
 def cooperative_settle(
     participant: address,
     partner: address,
-    participant_payout: uint256,
-    partner_payout: uint256,
+    participant_total_withdraw: uint256,
+    partner_total_withdraw: uint256,
     expiration: uint256,
     participant_signature: Bytes[65],
     partner_signature: Bytes[65],
 ):
     """
     @notice Closes and settles an open channel at once, as both participants signed.
-    @dev The payouts must add up to the channel's whole balance, so no pending lock
-         can be left behind; a deposit or withdraw after signing voids the signatures.
+    @dev The signed amounts are final total withdraws (what each participant takes out
+         of the channel over its whole life); each is paid its total minus what it has
+         already withdrawn. They must add up to both deposits, so no pending lock can be
+         left behind. Total-amount semantics make the signatures immune to later
+         changes: a withdraw is deducted from the payout, a deposit breaks the sum.
     @param participant One participant.
     @param partner The other participant.
-    @param participant_payout Tokens paid to `participant`.
-    @param partner_payout Tokens paid to `partner`.
+    @param participant_total_withdraw `participant`'s final total withdraw.
+    @param partner_total_withdraw `partner`'s final total withdraw.
     @param expiration Last second (inclusive) at which the signatures are valid.
     @param participant_signature `CooperativeSettle` signed by `participant`.
     @param partner_signature The same struct signed by `partner`.
@@ -372,26 +392,28 @@ def cooperative_settle(
     assert core.state == STATE_OPENED, "token_network: channel not open"
     assert block.timestamp <= expiration, "token_network: cooperative settle expired"
 
-    payout1: uint256 = participant_payout
-    payout2: uint256 = partner_payout
+    total1: uint256 = participant_total_withdraw
+    total2: uint256 = partner_total_withdraw
     if participant != pair.participant1:
-        payout1 = partner_payout
-        payout2 = participant_payout
-    assert payout1 + payout2 == self._total_available(pair.channel_id), "token_network: payouts must add up to the channel total"
+        total1 = partner_total_withdraw
+        total2 = participant_total_withdraw
+    assert total1 >= core.withdraw1 and total2 >= core.withdraw2, "token_network: total withdraw below withdrawn"
+    deposits: uint256 = self._deposits[pair.channel_id]
+    assert total1 + total2 == (deposits & MASK128) + (deposits >> 128), "token_network: payouts must add up to the channel total"
 
     digest: bytes32 = self._digest(keccak256(abi_encode(
-        COOPERATIVE_SETTLE_TYPEHASH, pair.channel_id, core.generation, payout1, payout2, expiration
+        COOPERATIVE_SETTLE_TYPEHASH, pair.channel_id, core.generation, total1, total2, expiration
     )))
     assert self._recover(digest, participant_signature) == participant, "token_network: invalid participant signature"
     assert self._recover(digest, partner_signature) == partner, "token_network: invalid partner signature"
 
-    self._clear(pair.channel_id, core.generation)
+    self._clear(pair.channel_id, core.generation, False)
     log ChannelCooperativeSettled(
         channel_id=pair.channel_id, generation=core.generation,
-        participant1_amount=payout1, participant2_amount=payout2,
+        participant1_amount=total1 - core.withdraw1, participant2_amount=total2 - core.withdraw2,
     )
-    self._push(pair.participant1, payout1)
-    self._push(pair.participant2, payout2)
+    self._push(pair.participant1, total1 - core.withdraw1)
+    self._push(pair.participant2, total2 - core.withdraw2)
 
 
 @external
@@ -436,6 +458,10 @@ def close_channel(
         assert self._recover(proof_digest, non_closing_signature) == non_closing_participant, "token_network: invalid balance proof signature"
 
     non_closer_is_first: bool = non_closing_participant == pair.participant1
+    if core.withdraw1 != 0 or core.withdraw2 != 0:
+        self._withdraws[pair.channel_id] = core.withdraw1 | (core.withdraw2 << 128)
+        core.withdraw1 = 0
+        core.withdraw2 = 0
     core.state = STATE_CLOSED
     core.settle = block.timestamp + core.settle
     if non_closer_is_first:
@@ -585,7 +611,7 @@ def settle_channel(
     reward1: uint256 = min(delegation1 >> 160, s1)
     reward2: uint256 = min(delegation2 >> 160, s2)
 
-    self._clear(pair.channel_id, core.generation)
+    self._clear(pair.channel_id, core.generation, withdraws != 0)
     self._balance_hashes[pair.channel_id][0] = empty(bytes32)
     self._balance_hashes[pair.channel_id][1] = empty(bytes32)
     if delegation1 != 0:
@@ -623,24 +649,22 @@ def unlock(receiver: address, sender: address, generation: uint256, locks: Bytes
            expiration ‖ amount ‖ secrethash, in creation order.
     """
     pair: Pair = self._pair(receiver, sender)
-    assert len(locks) > 0, "token_network: no locks"
+    # An empty list is allowed: a proof may lock tokens under the empty locksroot,
+    # and those tokens must still be able to return to their sender.
     assert len(locks) % LOCK_SIZE == 0, "token_network: malformed locks"
     locksroot: bytes32 = keccak256(locks)
     key: bytes32 = self._unlock_key(pair.channel_id, generation, sender, locksroot)
     retained: uint256 = self._unlocks[key]
     assert retained > 0, "token_network: nothing to unlock"
 
-    count: uint256 = len(locks) // LOCK_SIZE
-    secrethashes: DynArray[bytes32, MAX_PENDING_LOCKS] = []
-    for i: uint256 in range(count, bound=MAX_PENDING_LOCKS):
-        secrethashes.append(extract32(locks, i * LOCK_SIZE + 64))
-    reveal_times: DynArray[uint256, MAX_PENDING_LOCKS] = staticcall self.secret_registry.get_secret_reveal_times(secrethashes)
-
+    # One lookup per lock: a batch view would cost more in memory growth than the
+    # calls it saves.
     claimable: uint256 = 0
-    for i: uint256 in range(count, bound=MAX_PENDING_LOCKS):
-        revealed: uint256 = reveal_times[i]
-        if revealed != 0 and revealed <= convert(extract32(locks, i * LOCK_SIZE), uint256):
-            claimable = self._sat_add(claimable, convert(extract32(locks, i * LOCK_SIZE + 32), uint256))
+    for i: uint256 in range(len(locks) // LOCK_SIZE, bound=MAX_PENDING_LOCKS):
+        offset: uint256 = i * LOCK_SIZE
+        revealed: uint256 = staticcall secret_registry.secrethash_to_timestamp(extract32(locks, offset + 64))
+        if revealed != 0 and revealed <= convert(extract32(locks, offset), uint256):
+            claimable = self._sat_add(claimable, convert(extract32(locks, offset + 32), uint256))
 
     to_receiver: uint256 = min(claimable, retained)
     to_sender: uint256 = retained - to_receiver
@@ -727,7 +751,7 @@ def get_participant(participant: address, partner: address) -> ParticipantInfo:
     delegation: uint256 = self._delegations[pair.channel_id][index]
     return ParticipantInfo(
         deposit=self._half(self._deposits[pair.channel_id], is_first),
-        withdrawn=self._half(self._withdraws[pair.channel_id], is_first),
+        withdrawn=self._withdrawn(pair.channel_id, core, is_first),
         nonce=nonce,
         balance_hash=self._balance_hashes[pair.channel_id][index],
         delegate=convert(convert(delegation & MASK160, uint160), address),
@@ -769,7 +793,8 @@ def _open(participant: address, partner: address, settle_window: uint256) -> Pai
     assert core.generation < MASK32, "token_network: generation exhausted"
     generation: uint256 = core.generation + 1
     self._channels[pair.channel_id] = self._pack(Core(
-        state=STATE_OPENED, generation=generation, settle=settle_window, closer=0, nonce1=0, nonce2=0
+        state=STATE_OPENED, generation=generation, settle=settle_window, closer=0, nonce1=0, nonce2=0,
+        withdraw1=0, withdraw2=0,
     ))
     log ChannelOpened(
         channel_id=pair.channel_id, participant1=pair.participant1, participant2=pair.participant2,
@@ -831,7 +856,7 @@ def _pay_reward(channel_id: bytes32, participant: address, delegation: uint256, 
 
 
 @internal
-def _clear(channel_id: bytes32, generation: uint256):
+def _clear(channel_id: bytes32, generation: uint256, withdraws_stored: bool):
     """
     @notice Ends a channel: zeroes its amounts, keeps its generation.
     """
@@ -839,7 +864,7 @@ def _clear(channel_id: bytes32, generation: uint256):
     # the amount words refunds gas and starts the next opening from nothing.
     self._channels[channel_id] = generation << GEN_SHIFT
     self._deposits[channel_id] = 0
-    if self._withdraws[channel_id] != 0:
+    if withdraws_stored:
         self._withdraws[channel_id] = 0
 
 
@@ -893,17 +918,6 @@ def _payouts_ordered(
     sl2: uint256 = min(rmax1, l2)
     sl1: uint256 = min(rmax2, l1)
     return rmax1 - sl2, rmax2 - sl1, sl1, sl2
-
-
-@internal
-@view
-def _total_available(channel_id: bytes32) -> uint256:
-    """
-    @notice TAD = D1 + D2 - W1 - W2 of a channel.
-    """
-    deposits: uint256 = self._deposits[channel_id]
-    withdraws: uint256 = self._withdraws[channel_id]
-    return (deposits & MASK128) + (deposits >> 128) - (withdraws & MASK128) - (withdraws >> 128)
 
 
 @internal
@@ -981,16 +995,30 @@ def _with_half(word: uint256, is_first: bool, amount: uint256) -> uint256:
 @view
 def _core(channel_id: bytes32) -> Core:
     """
-    @notice Unpacks a channel's core word.
+    @notice Unpacks a channel's core word (layout depends on the state).
     """
     word: uint256 = self._channels[channel_id]
+    state: uint256 = word & MASK8
+    if state == STATE_CLOSED:
+        return Core(
+            state=state,
+            generation=(word >> GEN_SHIFT) & MASK32,
+            settle=(word >> SETTLE_SHIFT) & MASK64,
+            closer=(word >> CLOSER_SHIFT) & MASK8,
+            nonce1=(word >> NONCE1_SHIFT) & MASK64,
+            nonce2=(word >> NONCE2_SHIFT) & MASK64,
+            withdraw1=0,
+            withdraw2=0,
+        )
     return Core(
-        state=word & MASK8,
+        state=state,
         generation=(word >> GEN_SHIFT) & MASK32,
-        settle=(word >> SETTLE_SHIFT) & MASK64,
-        closer=(word >> CLOSER_SHIFT) & MASK8,
-        nonce1=(word >> NONCE1_SHIFT) & MASK64,
-        nonce2=(word >> NONCE2_SHIFT) & MASK64,
+        settle=(word >> SETTLE_SHIFT) & MASK32,
+        closer=0,
+        nonce1=0,
+        nonce2=0,
+        withdraw1=(word >> WITHDRAW1_SHIFT) & MASK92,
+        withdraw2=word >> WITHDRAW2_SHIFT,
     )
 
 
@@ -998,16 +1026,25 @@ def _core(channel_id: bytes32) -> Core:
 @pure
 def _pack(core: Core) -> uint256:
     """
-    @notice Packs a channel's core word.
+    @notice Packs a channel's core word (layout depends on the state).
     """
-    return (
-        core.state
-        | (core.generation << GEN_SHIFT)
-        | (core.settle << SETTLE_SHIFT)
-        | (core.closer << CLOSER_SHIFT)
-        | (core.nonce1 << NONCE1_SHIFT)
-        | (core.nonce2 << NONCE2_SHIFT)
-    )
+    word: uint256 = core.state | (core.generation << GEN_SHIFT) | (core.settle << SETTLE_SHIFT)
+    if core.state == STATE_CLOSED:
+        return word | (core.closer << CLOSER_SHIFT) | (core.nonce1 << NONCE1_SHIFT) | (core.nonce2 << NONCE2_SHIFT)
+    return word | (core.withdraw1 << WITHDRAW1_SHIFT) | (core.withdraw2 << WITHDRAW2_SHIFT)
+
+
+@internal
+@view
+def _withdrawn(channel_id: bytes32, core: Core, is_first: bool) -> uint256:
+    """
+    @notice A participant's total withdraw: in the core word while open, in its own word once closed.
+    """
+    if core.state == STATE_CLOSED:
+        return self._half(self._withdraws[channel_id], is_first)
+    if is_first:
+        return core.withdraw1
+    return core.withdraw2
 
 
 @internal

@@ -54,6 +54,7 @@ def __init__(
     """
     assert _secret_registry.is_contract, "registry: secret registry is not a contract"
     assert _implementation.is_contract, "registry: implementation is not a contract"
+    assert staticcall ITokenNetwork(_implementation).secret_registry() == _secret_registry, "registry: implementation uses another secret registry"
     assert _settle_window_floor > 0, "registry: zero settle window floor"
     assert _settle_window_floor <= _settle_window_ceiling, "registry: bad settle window bounds"
     secret_registry = _secret_registry
@@ -90,7 +91,7 @@ def create_token_network(
     token_network: address = create_minimal_proxy_to(token_network_implementation)
     self.token_to_token_network[token] = token_network
     extcall ITokenNetwork(token_network).initialize(
-        token, secret_registry, settle_window_min, settle_window_max,
+        token, settle_window_min, settle_window_max,
         participant_deposit_limit, network_deposit_limit,
     )
     log TokenNetworkCreated(

@@ -59,8 +59,8 @@ WITHDRAW_TYPE: Final = (
     b"uint64 expiration)"
 )
 COOPERATIVE_SETTLE_TYPE: Final = (
-    b"CooperativeSettle(bytes32 channelId,uint32 generation,uint256 payout1,uint256 payout2,"
-    b"uint64 expiration)"
+    b"CooperativeSettle(bytes32 channelId,uint32 generation,uint256 totalWithdraw1,"
+    b"uint256 totalWithdraw2,uint64 expiration)"
 )
 
 EIP712_DOMAIN_TYPEHASH: Final = keccak256(EIP712_DOMAIN_TYPE)
@@ -239,21 +239,25 @@ class Withdraw:
 
 @dataclass(frozen=True, slots=True)
 class CooperativeSettle:
-    """Close and settle at once with ``payout1 + payout2 == TAD``; signed by both ends."""
+    """Close and settle at once; signed by both ends.
+
+    The amounts are each participant's final total withdraw (participant N is paid
+    ``total_withdrawN - W_N``); they must add up to ``D1 + D2``.
+    """
 
     TYPE: ClassVar[bytes] = COOPERATIVE_SETTLE_TYPE
 
     channel_id: ChannelId
     generation: Generation
-    payout1: TokenAmount
-    payout2: TokenAmount
+    total_withdraw1: TokenAmount
+    total_withdraw2: TokenAmount
     expiration: Timestamp
 
     def __post_init__(self) -> None:
         check_bytes(self.channel_id, BYTES32_LENGTH, "channel id")
         check_uint(self.generation, UINT32_MAX, "generation")
-        check_uint(self.payout1, UINT256_MAX, "payout1")
-        check_uint(self.payout2, UINT256_MAX, "payout2")
+        check_uint(self.total_withdraw1, UINT256_MAX, "total withdraw 1")
+        check_uint(self.total_withdraw2, UINT256_MAX, "total withdraw 2")
         check_uint(self.expiration, UINT64_MAX, "expiration")
 
     def struct_hash(self) -> bytes:
@@ -262,8 +266,8 @@ class CooperativeSettle:
             COOPERATIVE_SETTLE_TYPEHASH
             + self.channel_id
             + _uint(self.generation)
-            + _uint(self.payout1)
-            + _uint(self.payout2)
+            + _uint(self.total_withdraw1)
+            + _uint(self.total_withdraw2)
             + _uint(self.expiration)
         )
 

@@ -150,22 +150,25 @@ def unlock_split(
     return to_receiver, TokenAmount(retained - to_receiver)
 
 
-def cooperative_ok(
+def cooperative_payouts(
     deposit1: TokenAmount,
     deposit2: TokenAmount,
     withdrawn1: TokenAmount,
     withdrawn2: TokenAmount,
-    payout1: TokenAmount,
-    payout2: TokenAmount,
-) -> bool:
-    """Return whether a cooperative settle's payouts add up to exactly TAD.
+    total_withdraw1: TokenAmount,
+    total_withdraw2: TokenAmount,
+) -> tuple[TokenAmount, TokenAmount] | None:
+    """What a cooperative settle with these final total withdraws pays, or None if refused.
 
-    Exact arithmetic: the payouts must distribute every token in the channel, so no lock
-    can be left pending and nothing stays stuck in the contract. Withdraws above the
-    deposits (never reachable on chain) make TAD negative and the answer False.
+    The totals must add up to ``D1 + D2`` exactly (every token leaves the channel, so no
+    lock can be left pending) and neither may be below what its participant has already
+    withdrawn. Each participant is paid its total minus its withdrawn amount.
     """
-    values = (deposit1, deposit2, withdrawn1, withdrawn2, payout1, payout2)
+    values = (deposit1, deposit2, withdrawn1, withdrawn2, total_withdraw1, total_withdraw2)
     for value in values:
         check_uint(value, UINT256_MAX, "amount")
-    tad = deposit1 + deposit2 - withdrawn1 - withdrawn2
-    return payout1 + payout2 == tad
+    if total_withdraw1 < withdrawn1 or total_withdraw2 < withdrawn2:
+        return None
+    if total_withdraw1 + total_withdraw2 != deposit1 + deposit2:
+        return None
+    return TokenAmount(total_withdraw1 - withdrawn1), TokenAmount(total_withdraw2 - withdrawn2)

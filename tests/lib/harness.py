@@ -163,11 +163,12 @@ class Deployment:
         )
         return eip712.sign(signer.key, self.domain, struct)
 
-    def sign_coop(self, signer: Account, a: Account, b: Account, payout_a: int, payout_b: int, expiration: int) -> bytes:
+    def sign_coop(self, signer: Account, a: Account, b: Account, total_a: int, total_b: int, expiration: int) -> bytes:
+        """`signer`'s CooperativeSettle giving `a` and `b` these final total withdraws."""
         first = a.raw < b.raw
         struct = eip712.CooperativeSettle(
             channel_id=self.cid(a, b), generation=self.generation(a, b),
-            payout1=payout_a if first else payout_b, payout2=payout_b if first else payout_a,
+            total_withdraw1=total_a if first else total_b, total_withdraw2=total_b if first else total_a,
             expiration=expiration,
         )
         return eip712.sign(signer.key, self.domain, struct)
@@ -259,7 +260,7 @@ def load(name: str, *args: Any) -> Any:
 def deploy(token_file: str = "test/test_token.vy") -> Deployment:
     """Deploy everything into the current boa env and create the token's network."""
     secret_registry = load("secret_registry.vy")
-    implementation = load("token_network.vy")
+    implementation = load("token_network.vy", secret_registry.address)
     registry = load("token_network_registry.vy", secret_registry.address, implementation.address,
                     SETTLE_FLOOR, SETTLE_CEILING)
     token = load(token_file, "Test Token", "TT", 18)

@@ -17,7 +17,7 @@ from offchain.protocol.settlement import (
     ParticipantTotals,
     SettlementPayout,
     apply_reward,
-    cooperative_ok,
+    cooperative_payouts,
     sat_add,
     sat_sub,
     settlement_payout,
@@ -269,16 +269,16 @@ def test_unlock_split_conserves_retained(
 # -- cooperative settle ---------------------------------------------------------------------------
 
 
-def test_cooperative_ok() -> None:
-    def ok(*values: int) -> bool:
-        d1, d2, w1, w2, s1, s2 = (TokenAmount(v) for v in values)
-        return cooperative_ok(d1, d2, w1, w2, s1, s2)
+def test_cooperative_payouts() -> None:
+    def pay(*values: int) -> tuple[int, int] | None:
+        d1, d2, w1, w2, t1, t2 = (TokenAmount(v) for v in values)
+        return cooperative_payouts(d1, d2, w1, w2, t1, t2)
 
-    assert ok(10, 5, 2, 1, 7, 5)
-    assert ok(10, 5, 2, 1, 0, 12)
-    assert not ok(10, 5, 2, 1, 7, 4)  # one token would stay stuck
-    assert not ok(10, 5, 2, 1, 7, 6)  # more than the channel holds
-    assert not ok(1, 1, 2, 2, 0, 0)  # unreachable: withdrawn more than deposited
-    assert ok(MAX, 0, 0, 0, MAX, 0)
+    assert pay(10, 5, 2, 1, 9, 6) == (7, 5)
+    assert pay(10, 5, 2, 1, 2, 13) == (0, 12)
+    assert pay(10, 5, 2, 1, 9, 5) is None  # one token would stay stuck
+    assert pay(10, 5, 2, 1, 9, 7) is None  # more than the channel holds
+    assert pay(10, 5, 2, 1, 1, 14) is None  # below what participant 1 already withdrew
+    assert pay(MAX, 0, 0, 0, MAX, 0) == (MAX, 0)
     with pytest.raises(ValidationError):
-        ok(MAX + 1, 0, 0, 0, 0, 0)
+        pay(MAX + 1, 0, 0, 0, 0, 0)

@@ -1,0 +1,77 @@
+"""Entry point of `make bench`: measure, print the comparison, merge into bench/results.json.
+
+Belongs here: starting a fresh anvil (scripts.anvil), running the gas scenario of
+``bench.gas`` on it, printing the table (ours, Raiden's, target, ratio, OK/OVER) and, for
+each operation over its target, where its gas goes; then merging the figures into
+bench/results.json, one flat JSON object of metric name -> number whose keys other
+benches may share (theirs are kept). ``--record`` also rewrites gas.json, the figures the
+regression test holds the contracts to: use it when a change of gas is intended.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bench import gas
+from scripts.anvil import Anvil
+
+RESULTS = Path(__file__).resolve().with_name("results.json")
+
+
+def merge_results(path: Path, figures: dict[str, int]) -> dict[str, object]:
+    """Write ``figures`` into the JSON object at ``path``, keeping its other keys."""
+    merged: dict[str, object] = {}
+    if path.exists():
+        loaded = json.loads(path.read_text())
+        if not isinstance(loaded, dict):
+            raise SystemExit(f"{path}: not a JSON object; remove it or fix it")
+        merged.update(loaded)
+    merged.update(figures)
+    path.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
+    return merged
+
+
+def record_gas_json(figures: dict[str, int]) -> None:
+    """Rewrite gas.json with the twelve operations' measured gas."""
+    recorded = {name: figures[name] for name in gas.OPERATIONS}
+    gas.GAS_JSON.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--results", type=Path, default=RESULTS, help="JSON file to merge into")
+    parser.add_argument("--record", action="store_true", help="also rewrite gas.json")
+    parser.add_argument(
+        "--no-breakdown", action="store_true", help="skip the traces of operations over target"
+    )
+    args = parser.parse_args(argv)
+
+    with Anvil.start() as node:
+        run = gas.measure(node.url)
+        print("Gas on anvil (scenario of raiden-contracts' gas test; see docs/gas.md)\n")
+        print("\n".join(gas.table(run.gas, gas.METRICS)))
+        over = gas.over_target(run.gas)
+        if over:
+            print(f"\n{len(over)} operation(s) over target:")
+            for name, excess in over.items():
+                print(f"  {name}: {run.gas[name]:,} > {gas.TARGETS[name]:,} by {excess:,}")
+        if over and not args.no_breakdown:
+            names = gas.names_of(run)
+            for name in over:
+                print(f"\n{name}")
+                found = gas.breakdown(node.url, run.tx_hashes[name], names)
+                print("\n".join("  " + line for line in found.lines()))
+
+    merge_results(args.results, dict(run.gas))
+    print(f"\nmerged {len(run.gas)} figures into {args.results}")
+    if args.record:
+        record_gas_json(run.gas)
+        print(f"recorded the twelve operations in {gas.GAS_JSON}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
