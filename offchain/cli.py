@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+from offchain.chain.artifacts import ARTIFACT_NAMES, load_artifact
+
 
 def _version() -> str:
     try:
@@ -21,14 +23,13 @@ def _version() -> str:
 
 
 def _cmd_contracts(_: argparse.Namespace) -> int:
-    from offchain.chain.artifacts import ARTIFACT_NAMES, load_artifact
-
     rows = {}
     for name in ARTIFACT_NAMES:
         artifact = load_artifact(name)
         rows[name] = {
             "compiler": artifact.compiler,
-            "runtime_bytes": (len(artifact.runtime_bytecode) - 2) // 2,
+            "runtime_bytes": len(artifact.runtime_bytecode),
+            "abi_sha256": artifact.abi_sha256,
             "source_sha256": artifact.source_sha256,
         }
     print(json.dumps(rows, indent=2))
@@ -39,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smartmesh", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"smartmesh {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
-    contracts = commands.add_parser("contracts", help="show the compiled contracts this package ships")
+    contracts = commands.add_parser(
+        "contracts", help="show the compiled contracts this package ships"
+    )
     contracts.set_defaults(handler=_cmd_contracts)
     return parser
 

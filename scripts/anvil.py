@@ -50,7 +50,9 @@ def free_port() -> int:
 
 
 def rpc(url: str, method: str, params: list[object] | None = None, timeout: float = 5.0) -> object:
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}).encode()
+    body = json.dumps(
+        {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}
+    ).encode()
     request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         reply = json.loads(response.read())
@@ -72,15 +74,31 @@ class Anvil:
         return f"http://127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, port: int | None = None, chain_id: int = 31337, block_time: int | None = None,
-              log_path: Path | None = None) -> Anvil:
+    def start(
+        cls,
+        port: int | None = None,
+        chain_id: int = 31337,
+        block_time: int | None = None,
+        log_path: Path | None = None,
+    ) -> Anvil:
         port = port or free_port()
-        args = [anvil_path(), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id),
-                "--accounts", str(len(DEV_PRIVATE_KEYS))]
+        args = [
+            anvil_path(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--chain-id",
+            str(chain_id),
+            "--accounts",
+            str(len(DEV_PRIVATE_KEYS)),
+        ]
         if block_time is not None:
             args += ["--block-time", str(block_time)]
         log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         node = cls(port=port, process=process, chain_id=chain_id)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -106,8 +124,9 @@ class Anvil:
     def __enter__(self) -> Anvil:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 

@@ -14,18 +14,23 @@ Manifest (`deployments/<chain_id>.json`)::
 
     {"chain_id", "compiler", "deployer", "settle_window_floor", "settle_window_ceiling",
      "created_at", "updated_at",
-     "contracts": {name: {"address", "block", "tx_hash", "gas_used", "abi_sha256",
-                          "runtime_sha256", "artifact", "deployer"}},
+     "contracts": {name: {"address", "block", "tx_hash", "gas_used", "artifact",
+                          "abi_sha256", "runtime_sha256", "constructor_args", "deployer"}},
+     "token_networks_registry": the registry the token networks below belong to,
      "token_networks": {token: network},
-     "token_network_deployments": {token: {"address", "block", "tx_hash", "gas_used",
-                          "settle_window_min", "settle_window_max",
+     "token_network_deployments": {token: {"address", "token_symbol", "block", "tx_hash",
+                          "gas_used", "settle_window_min", "settle_window_max",
                           "participant_deposit_limit", "network_deposit_limit"}}}
 
-A contract is reused when code is found at its recorded address and that code is the
-artifact's runtime bytecode (plus Vyper's immutables section), and, for the registry, when
-its immutables name the reused secret registry and implementation and the requested
-settle-window bounds. Everything else is deployed afresh. The manifest is rewritten after
-every transaction, so an interrupted deployment resumes where it stopped.
+Names: SecretRegistry, TokenNetworkImplementation, TokenNetworkRegistry, TestToken.
+A contract is reused when code is found at its recorded address, that code is the
+artifact's runtime bytecode (plus Vyper's immutables section), and every public getter
+named like one of its wanted constructor values returns that value (the registry's
+secret registry, implementation and settle-window bounds; the implementation's secret
+registry; the test token's name, symbol and decimals). Everything else is deployed
+afresh, and a new registry gets new token networks. The manifest is rewritten after
+every transaction, so an interrupted deployment resumes where it stopped; a run that
+reuses everything leaves it untouched.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from eth_abi import encode as abi_encode
 from eth_account import Account as EthAccount
 from web3 import Web3
 from web3.contract.contract import ContractFunction
@@ -75,12 +81,12 @@ DEFAULT_SETTLE_WINDOW_CEILING = 365 * 24 * 3600
 DEFAULT_PARTICIPANT_DEPOSIT_LIMIT = 10**27
 DEFAULT_NETWORK_DEPOSIT_LIMIT = 10**30
 
-TEST_TOKEN_ARGS = ("SmartMesh Test Token", "SMTT", 18)
 
 SECRET_REGISTRY = "SecretRegistry"
 IMPLEMENTATION = "TokenNetworkImplementation"
 REGISTRY = "TokenNetworkRegistry"
 TEST_TOKEN = "TestToken"
+TEST_TOKEN_VALUES = {"name": "SmartMesh Test Token", "symbol": "SMTT", "decimals": 18}
 ARTIFACT_OF = {
     SECRET_REGISTRY: "secret_registry",
     IMPLEMENTATION: "token_network",
@@ -271,6 +277,36 @@ def proxy_code(implementation: str) -> bytes:
     return _PROXY_PREFIX + bytes.fromhex(implementation[2:]) + _PROXY_SUFFIX
 
 
+def _constructor_inputs(artifact: Artifact) -> list[dict[str, Any]]:
+    constructor = next((e for e in artifact.abi if e.get("type") == "constructor"), None)
+    return list(constructor["inputs"]) if constructor else []
+
+
+def constructor_args(artifact: Artifact, values: dict[str, Any]) -> list[Any]:
+    """The constructor arguments of `artifact`, looked up in `values` by input name."""
+    args = []
+    for entry in _constructor_inputs(artifact):
+        key = str(entry["name"]).strip("_")
+        if key not in values:
+            raise DeployError(f"{artifact.contract}: no value for constructor input {key}")
+        args.append(values[key])
+    return args
+
+
+def encode_constructor_args(artifact: Artifact, args: Sequence[Any]) -> str:
+    """The ABI-encoded constructor arguments (0x hex), as explorers ask for them when
+    verifying source: the deployment transaction's input is the bytecode followed by this."""
+    types = [str(entry["type"]) for entry in _constructor_inputs(artifact)]
+    return "0x" + abi_encode(types, list(args)).hex()
+
+
+def _normal(value: Any) -> Any:
+    """Addresses compared whatever their letter case; other values as they are."""
+    if isinstance(value, str) and value.startswith("0x") and len(value) == 42:
+        return value.lower()
+    return value
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
 
@@ -364,36 +400,61 @@ class _Run:
 
     # --- contracts --------------------------------------------------------------------
 
-    def reusable(self, name: str, check: Callable[[str], str | None] | None) -> str | None:
-        """The recorded address of `name` if the chain still holds that contract there."""
+    def mismatches(self, artifact: Artifact, address: str, values: dict[str, Any]) -> list[str]:
+        """The wanted values (constructor arguments, immutables) that the contract at
+        `address` does not hold, judged by its public getters of the same name."""
+        getters = {
+            entry["name"]
+            for entry in artifact.abi
+            if entry.get("type") == "function"
+            and not entry.get("inputs")
+            and entry.get("stateMutability") in ("view", "pure")
+        }
+        wrong = []
+        for key, wanted in values.items():
+            if key in getters:
+                found = self.view(artifact.contract, address, key)
+                if _normal(found) != _normal(wanted):
+                    wrong.append(f"{key} is {found}, wanted {wanted}")
+        return wrong
+
+    def reusable(self, name: str, values: dict[str, Any]) -> str | None:
+        """The recorded address of `name` if the chain still holds that contract there,
+        built from the shipped artifact with the wanted constructor values."""
         entry = self.manifest.get("contracts", {}).get(name)
         if not entry:
             return None
         address = str(entry["address"])
+        artifact = load_artifact(ARTIFACT_OF[name])
         code = self.code(address)
         if not code:
             self.log(f"  {name}: no code at {address} (a fresh chain?): deploying again")
             return None
-        if not load_artifact(ARTIFACT_OF[name]).matches_code(code):
+        if not artifact.matches_code(code):
             self.log(
                 f"  {name}: the code at {address} is not the shipped artifact: deploying again"
             )
             return None
-        reason = check(address) if check else None
-        if reason:
-            self.log(f"  {name}: {reason}: deploying again")
+        wrong = self.mismatches(artifact, address, values)
+        if wrong:
+            self.log(f"  {name} at {address}: {'; '.join(wrong)}: deploying again")
             return None
         return address
 
-    def ensure(
-        self, name: str, args: Sequence[Any], check: Callable[[str], str | None] | None = None
-    ) -> str:
-        """Reuse contract `name` from the manifest, or deploy it with `args`."""
-        address = self.reusable(name, check)
+    def ensure(self, name: str, values: dict[str, Any]) -> str:
+        """Reuse contract `name` from the manifest, or deploy it.
+
+        `values` maps names to what the contract must be built with: constructor
+        arguments are taken from it by the name of each constructor input (leading and
+        trailing underscores dropped), so a reordered constructor still gets the right
+        values; any entry that is also a getter of the contract is checked on reuse.
+        """
+        address = self.reusable(name, values)
         if address is not None:
             self.step(name, "reused", address, self.manifest["contracts"][name]["block"])
             return address
         artifact = load_artifact(ARTIFACT_OF[name])
+        args = constructor_args(artifact, values)
         receipt = self.sender.deploy(artifact, args)
         if receipt.contract_address is None:
             raise DeployError(f"{name}: {receipt.tx_hash} created no contract")
@@ -408,6 +469,7 @@ class _Run:
             "artifact": artifact.contract,
             "abi_sha256": artifact.abi_sha256,
             "runtime_sha256": artifact.runtime_sha256,
+            "constructor_args": encode_constructor_args(artifact, args),
             "deployer": self.sender.address,
         }
         self.manifest["deployer"] = self.sender.address
@@ -528,23 +590,17 @@ def deploy(
     manifest.setdefault("contracts", {})
     log(f"chain {chain_id}, deployer {sender.address}, manifest {path}")
 
-    secret_registry = run.ensure(SECRET_REGISTRY, ())
-    implementation = run.ensure(IMPLEMENTATION, ())
-
-    def registry_check(address: str) -> str | None:
-        found = (
-            str(run.view("token_network_registry", address, "secret_registry")),
-            str(run.view("token_network_registry", address, "token_network_implementation")),
-            int(run.view("token_network_registry", address, "settle_window_floor")),
-            int(run.view("token_network_registry", address, "settle_window_ceiling")),
-        )
-        wanted = (secret_registry, implementation, floor, ceiling)
-        if found != wanted:
-            return f"its settings {found} are not the wanted {wanted}"
-        return None
-
+    secret_registry = run.ensure(SECRET_REGISTRY, {})
+    implementation = run.ensure(IMPLEMENTATION, {"secret_registry": secret_registry})
     registry = run.ensure(
-        REGISTRY, (secret_registry, implementation, floor, ceiling), registry_check
+        REGISTRY,
+        {
+            "secret_registry": secret_registry,
+            "implementation": implementation,
+            "token_network_implementation": implementation,
+            "settle_window_floor": floor,
+            "settle_window_ceiling": ceiling,
+        },
     )
     manifest["settle_window_floor"] = floor
     manifest["settle_window_ceiling"] = ceiling
@@ -556,7 +612,7 @@ def deploy(
 
     tokens = [Web3.to_checksum_address(token) for token in config.tokens]
     if test_token:
-        tokens.insert(0, run.ensure(TEST_TOKEN, TEST_TOKEN_ARGS))
+        tokens.insert(0, run.ensure(TEST_TOKEN, TEST_TOKEN_VALUES))
     for token in dict.fromkeys(tokens):
         run.ensure_token_network(token, registry, implementation, window_min, window_max, config)
     run.save(final=True)

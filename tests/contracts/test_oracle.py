@@ -35,7 +35,9 @@ def test_withdraw__signed_by_python__accepted(d: Deployment, funded: list[Accoun
     assert d.network.get_participant(a.address, b.address).withdrawn == 40
 
 
-def test_cooperative_settle__signed_by_python__accepted(d: Deployment, funded: list[Account]) -> None:
+def test_cooperative_settle__signed_by_python__accepted(
+    d: Deployment, funded: list[Account]
+) -> None:
     a, b = funded[0], funded[1]
     d.open(a, b, deposit_a=100, deposit_b=50)
     expiration = harness.now() + 60
@@ -118,6 +120,11 @@ def test_settle__any_proofs__pays_what_python_predicts(
 def test_eip712_struct_types__match_contract_typehashes() -> None:
     # The contract's type strings are constants in its source; the oracle's must be the same.
     source = (harness.CONTRACTS / "token_network.vy").read_text()
-    for struct in (eip712.BalanceProof, eip712.Close, eip712.Delegation, eip712.Withdraw,
-                   eip712.CooperativeSettle):
+    for struct in (
+        eip712.BalanceProof,
+        eip712.Close,
+        eip712.Delegation,
+        eip712.Withdraw,
+        eip712.CooperativeSettle,
+    ):
         assert f'"{struct.TYPE.decode()}"' in source

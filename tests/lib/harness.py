@@ -52,7 +52,9 @@ class Account:
 def _checksum(raw: bytes) -> str:
     hexaddr = raw.hex()
     digest = keccak256(hexaddr.encode()).hex()
-    return "0x" + "".join(c.upper() if int(digest[i], 16) >= 8 else c for i, c in enumerate(hexaddr))
+    return "0x" + "".join(
+        c.upper() if int(digest[i], 16) >= 8 else c for i, c in enumerate(hexaddr)
+    )
 
 
 def make_account(index: int) -> Account:
@@ -103,7 +105,9 @@ class Deployment:
 
     @property
     def domain(self) -> eip712.Domain:
-        return eip712.Domain(chain_id=boa.env.evm.patch.chain_id, verifying_contract=raw(self.network.address))
+        return eip712.Domain(
+            chain_id=boa.env.evm.patch.chain_id, verifying_contract=raw(self.network.address)
+        )
 
     # --- signing -----------------------------------------------------------------
 
@@ -140,35 +144,61 @@ class Deployment:
         return Proof(signer, nonce, transferred, locked, locks, additional_hash, sig, bh)
 
     def sign_close(self, closer: Account, partner: Account, proof: Proof | None) -> bytes:
-        nonce, bh, ah = (proof.nonce, proof.balance_hash, proof.additional_hash) if proof else (0, ZERO32, ZERO32)
+        nonce, bh, ah = (
+            (proof.nonce, proof.balance_hash, proof.additional_hash)
+            if proof
+            else (0, ZERO32, ZERO32)
+        )
         struct = eip712.Close(
-            channel_id=self.cid(closer, partner), generation=self.generation(closer, partner),
-            nonce=nonce, balance_hash=bh, additional_hash=ah,
+            channel_id=self.cid(closer, partner),
+            generation=self.generation(closer, partner),
+            nonce=nonce,
+            balance_hash=bh,
+            additional_hash=ah,
         )
         return eip712.sign(closer.key, self.domain, struct)
 
-    def sign_delegation(self, non_closer: Account, closer: Account, proof: Proof, delegate: str, reward: int,
-                        generation: int | None = None) -> bytes:
+    def sign_delegation(
+        self,
+        non_closer: Account,
+        closer: Account,
+        proof: Proof,
+        delegate: str,
+        reward: int,
+        generation: int | None = None,
+    ) -> bytes:
         struct = eip712.Delegation(
             channel_id=self.cid(non_closer, closer),
             generation=self.generation(non_closer, closer) if generation is None else generation,
-            nonce=proof.nonce, balance_hash=proof.balance_hash, delegate=raw(delegate), reward=reward,
+            nonce=proof.nonce,
+            balance_hash=proof.balance_hash,
+            delegate=raw(delegate),
+            reward=reward,
         )
         return eip712.sign(non_closer.key, self.domain, struct)
 
-    def sign_withdraw(self, signer: Account, participant: Account, partner: Account, total: int, expiration: int) -> bytes:
+    def sign_withdraw(
+        self, signer: Account, participant: Account, partner: Account, total: int, expiration: int
+    ) -> bytes:
         struct = eip712.Withdraw(
-            channel_id=self.cid(participant, partner), generation=self.generation(participant, partner),
-            participant=participant.raw, total_withdraw=total, expiration=expiration,
+            channel_id=self.cid(participant, partner),
+            generation=self.generation(participant, partner),
+            participant=participant.raw,
+            total_withdraw=total,
+            expiration=expiration,
         )
         return eip712.sign(signer.key, self.domain, struct)
 
-    def sign_coop(self, signer: Account, a: Account, b: Account, total_a: int, total_b: int, expiration: int) -> bytes:
+    def sign_coop(
+        self, signer: Account, a: Account, b: Account, total_a: int, total_b: int, expiration: int
+    ) -> bytes:
         """`signer`'s CooperativeSettle giving `a` and `b` these final total withdraws."""
         first = a.raw < b.raw
         struct = eip712.CooperativeSettle(
-            channel_id=self.cid(a, b), generation=self.generation(a, b),
-            total_withdraw1=total_a if first else total_b, total_withdraw2=total_b if first else total_a,
+            channel_id=self.cid(a, b),
+            generation=self.generation(a, b),
+            total_withdraw1=total_a if first else total_b,
+            total_withdraw2=total_b if first else total_a,
             expiration=expiration,
         )
         return eip712.sign(signer.key, self.domain, struct)
@@ -180,7 +210,14 @@ class Deployment:
         with boa.env.prank(account.address):
             self.token.approve(self.network.address, 2**256 - 1)
 
-    def open(self, a: Account, b: Account, window: int = SETTLE_WINDOW, deposit_a: int = 0, deposit_b: int = 0) -> bytes:
+    def open(
+        self,
+        a: Account,
+        b: Account,
+        window: int = SETTLE_WINDOW,
+        deposit_a: int = 0,
+        deposit_b: int = 0,
+    ) -> bytes:
         with boa.env.prank(a.address):
             cid = self.network.open_channel(b.address, window)
         if deposit_a:
@@ -193,27 +230,47 @@ class Deployment:
         with boa.env.prank(participant.address):
             self.network.set_total_deposit(participant.address, partner.address, total)
 
-    def withdraw(self, participant: Account, partner: Account, total: int, expiration: int | None = None) -> None:
+    def withdraw(
+        self, participant: Account, partner: Account, total: int, expiration: int | None = None
+    ) -> None:
         expiration = now() + 600 if expiration is None else expiration
         sig_p = self.sign_withdraw(participant, participant, partner, total, expiration)
         sig_q = self.sign_withdraw(partner, participant, partner, total, expiration)
         with boa.env.prank(participant.address):
-            self.network.set_total_withdraw(participant.address, partner.address, total, expiration, sig_p, sig_q)
+            self.network.set_total_withdraw(
+                participant.address, partner.address, total, expiration, sig_p, sig_q
+            )
 
-    def close(self, closer: Account, partner: Account, proof: Proof | None, sender: Account | None = None) -> None:
+    def close(
+        self, closer: Account, partner: Account, proof: Proof | None, sender: Account | None = None
+    ) -> None:
         sender = sender or closer
         closing_sig = b"" if sender is closer else self.sign_close(closer, partner, proof)
         with boa.env.prank(sender.address):
             if proof is None:
-                self.network.close_channel(closer.address, partner.address, 0, ZERO32, ZERO32, b"", closing_sig)
+                self.network.close_channel(
+                    closer.address, partner.address, 0, ZERO32, ZERO32, b"", closing_sig
+                )
             else:
                 self.network.close_channel(
-                    closer.address, partner.address, proof.nonce, proof.balance_hash,
-                    proof.additional_hash, proof.signature, closing_sig,
+                    closer.address,
+                    partner.address,
+                    proof.nonce,
+                    proof.balance_hash,
+                    proof.additional_hash,
+                    proof.signature,
+                    closing_sig,
                 )
 
-    def update(self, non_closer: Account, closer: Account, proof: Proof, sender: Account | None = None,
-               delegate: str | None = None, reward: int = 0) -> None:
+    def update(
+        self,
+        non_closer: Account,
+        closer: Account,
+        proof: Proof,
+        sender: Account | None = None,
+        delegate: str | None = None,
+        reward: int = 0,
+    ) -> None:
         sender = sender or non_closer
         if sender is non_closer:
             delegate_addr, delegation_sig = ZERO_ADDRESS, b""
@@ -222,20 +279,39 @@ class Deployment:
             delegation_sig = self.sign_delegation(non_closer, closer, proof, delegate_addr, reward)
         with boa.env.prank(sender.address):
             self.network.update_non_closing_balance_proof(
-                closer.address, non_closer.address, proof.nonce, proof.balance_hash, proof.additional_hash,
-                proof.signature, delegate_addr, reward, delegation_sig,
+                closer.address,
+                non_closer.address,
+                proof.nonce,
+                proof.balance_hash,
+                proof.additional_hash,
+                proof.signature,
+                delegate_addr,
+                reward,
+                delegation_sig,
             )
 
-    def settle(self, a: Account, a_proof: Proof | None, b: Account, b_proof: Proof | None,
-               sender: Account | None = None) -> None:
+    def settle(
+        self,
+        a: Account,
+        a_proof: Proof | None,
+        b: Account,
+        b_proof: Proof | None,
+        sender: Account | None = None,
+    ) -> None:
         """Settle with `a`'s and `b`'s proofs as they stand on chain (None: no proof)."""
         ta, la, ra = a_proof.settle_args() if a_proof else (0, 0, ZERO32)
         tb, lb, rb = b_proof.settle_args() if b_proof else (0, 0, ZERO32)
         with boa.env.prank((sender or a).address):
             self.network.settle_channel(a.address, ta, la, ra, b.address, tb, lb, rb)
 
-    def unlock(self, receiver: Account, sender: Account, generation: int, locks: list[Lock],
-               caller: Account | None = None) -> None:
+    def unlock(
+        self,
+        receiver: Account,
+        sender: Account,
+        generation: int,
+        locks: list[Lock],
+        caller: Account | None = None,
+    ) -> None:
         with boa.env.prank((caller or receiver).address):
             self.network.unlock(receiver.address, sender.address, generation, encode_locks(locks))
 
@@ -261,10 +337,17 @@ def deploy(token_file: str = "test/test_token.vy") -> Deployment:
     """Deploy everything into the current boa env and create the token's network."""
     secret_registry = load("secret_registry.vy")
     implementation = load("token_network.vy", secret_registry.address)
-    registry = load("token_network_registry.vy", secret_registry.address, implementation.address,
-                    SETTLE_FLOOR, SETTLE_CEILING)
+    registry = load(
+        "token_network_registry.vy",
+        secret_registry.address,
+        implementation.address,
+        SETTLE_FLOOR,
+        SETTLE_CEILING,
+    )
     token = load(token_file, "Test Token", "TT", 18)
-    address = registry.create_token_network(token.address, SETTLE_MIN, SETTLE_MAX, PARTICIPANT_LIMIT, NETWORK_LIMIT)
+    address = registry.create_token_network(
+        token.address, SETTLE_MIN, SETTLE_MAX, PARTICIPANT_LIMIT, NETWORK_LIMIT
+    )
     with warnings.catch_warnings():
         # The clone's code is the EIP-1167 proxy, not the implementation's: expected.
         warnings.simplefilter("ignore")

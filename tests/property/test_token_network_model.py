@@ -69,7 +69,9 @@ FRACTION = st.integers(1, 100)
 """Percent of what the off-chain balance allows (at least one token)."""
 AMOUNT = st.integers(1, 10**6)
 WINDOW = st.one_of(
-    st.just(harness.SETTLE_MIN), st.integers(harness.SETTLE_MIN, 4 * 3600), st.just(harness.SETTLE_MAX)
+    st.just(harness.SETTLE_MIN),
+    st.integers(harness.SETTLE_MIN, 4 * 3600),
+    st.just(harness.SETTLE_MAX),
 )
 REWARD = st.one_of(st.just(0), st.integers(0, 3 * 10**6), st.just(MAX_REWARD))
 
@@ -210,7 +212,7 @@ class TokenNetworkMachine(RuleBasedStateMachine):
         self.records: list[SettleRecord] = []
         self.rewards_authorized = 0
         self.rewards_paid = 0
-        self.invalid_budget = 0  # invalid calls allowed: one per lifecycle transition
+        self.invalid_budget = 0  # one invalid call allowed per close, update, settle...
         # Entered last: if __init__ failed earlier, no anchor would be left open.
         self._anchor = boa.env.anchor()
         self._anchor.__enter__()
@@ -226,7 +228,10 @@ class TokenNetworkMachine(RuleBasedStateMachine):
     def _senders(self) -> list[tuple[int, int]]:
         """(channel, side) pairs of open channels where the side has tokens to spend."""
         return [
-            (c, i) for c in self._in_state(OPENED) for i in (0, 1) if self.channels[c].available(i) > 0
+            (c, i)
+            for c in self._in_state(OPENED)
+            for i in (0, 1)
+            if self.channels[c].available(i) > 0
         ]
 
     def _open_locks(self, expired: bool) -> list[tuple[int, int, int]]:
@@ -235,7 +240,11 @@ class TokenNetworkMachine(RuleBasedStateMachine):
         for c in self._in_state(OPENED):
             for i in (0, 1):
                 for k, lock in enumerate(self.channels[c].sides[i].locks):
-                    if (expired and now > lock.expiration and not self._claimable(lock)) or (not expired and now <= lock.expiration):
+                    if expired:
+                        usable = now > lock.expiration and not self._claimable(lock)
+                    else:
+                        usable = now <= lock.expiration
+                    if usable:
                         out.append((c, i, k))
         return out
 
@@ -294,7 +303,9 @@ class TokenNetworkMachine(RuleBasedStateMachine):
 
     def _chain_retained(self, p: Pending) -> int:
         lr = keccak256(encode_locks(p.locks))
-        return self.d.network.get_unlock_amount(p.receiver.address, p.sender.address, p.generation, lr)
+        return self.d.network.get_unlock_amount(
+            p.receiver.address, p.sender.address, p.generation, lr
+        )
 
     def _reverts(self, reason: str, call: Any) -> None:
         """`call` must revert with `reason` and leave every balance and channel unchanged."""
@@ -349,6 +360,7 @@ class TokenNetworkMachine(RuleBasedStateMachine):
     @rule(pick=PICK, second=st.booleans(), window=WINDOW,
           deposit=st.one_of(st.just(0), AMOUNT))
     def open_channel(self, pick: int, second: bool, window: int, deposit: int) -> None:
+        """Open a channel with a window within the bounds, with or without a deposit."""
         c = _pick(self._in_state(NONE), pick)
         ch = self.channels[c]
         opener, partner = ch.sides[int(second)].account, ch.sides[1 - int(second)].account
@@ -369,7 +381,6 @@ class TokenNetworkMachine(RuleBasedStateMachine):
         """Raise a deposit by `amount`, paid by the side itself or (set_total_deposit allows
         it) its partner; or (withdraw) both sign a withdraw of `fraction` percent of what
         the withdrawer's off-chain balance allows."""
-        self.invalid_budget += 1
         if withdraw and self._senders():
             c, i = _pick(self._senders(), pick)
             ch = self.channels[c]
@@ -432,7 +443,7 @@ class TokenNetworkMachine(RuleBasedStateMachine):
         with a fresh secret and expiry, or the resolution of a lock: unlocked if not yet
         expired (the secret is known; it moves into T), dropped if expired and its secret
         can no longer count on chain (L falls)."""
-        if kind == "resolve" and self._resolvable_locks() or not self._senders():
+        if (kind == "resolve" and self._resolvable_locks()) or not self._senders():
             c, i, k = _pick(self._resolvable_locks(), pick)
             side = self.channels[c].sides[i]
             lock = side.locks.pop(k)
@@ -572,11 +583,14 @@ class TokenNetworkMachine(RuleBasedStateMachine):
 
     # --- secrets and time ----------------------------------------------------------------
 
-    @precondition(lambda self: [s for s, lock in self.secrets if lock.secrethash not in self.reveal])
+    def _unregistered(self) -> list[tuple[bytes, Lock]]:
+        return [(s, lock) for s, lock in self.secrets if lock.secrethash not in self.reveal]
+
+    @precondition(lambda self: self._unregistered())
     @rule(pick=PICK)
     def register_secret(self, pick: int) -> None:
         """Register a secret, before or after its lock's expiry as time has gone."""
-        secret, lock = _pick([x for x in self.secrets if x[1].secrethash not in self.reveal], pick)
+        secret, lock = _pick(self._unregistered(), pick)
         self.d.register_secret(secret)
         self.reveal[lock.secrethash] = harness.now()
 
@@ -711,7 +725,8 @@ class TokenNetworkMachine(RuleBasedStateMachine):
         elif kind == 6:
             reason = "settle window over" if over else "settle window not over"
             if over:
-                proof = closer.proofs[-1] if closer.proofs else d.proof(x, y, 1, generation=ch.generation)
+                proof = closer.proofs[-1] if closer.proofs else d.proof(
+                    x, y, 1, generation=ch.generation)
                 self._reverts(reason, lambda: d.update(y, x, proof))
             else:
                 self._reverts(reason, lambda: self._settle_call(c, 0, x))
@@ -733,7 +748,8 @@ class TokenNetworkMachine(RuleBasedStateMachine):
         d = self.d
         kind %= 3
         if kind == 0 and p in self.unlocked:
-            self._reverts("nothing to unlock", lambda: d.unlock(p.receiver, p.sender, p.generation, p.locks))
+            self._reverts("nothing to unlock",
+                          lambda: d.unlock(p.receiver, p.sender, p.generation, p.locks))
         elif kind == 1:
             # The empty list names the empty locksroot, never this sender's locks.
             self._reverts("nothing to unlock",
@@ -741,7 +757,8 @@ class TokenNetworkMachine(RuleBasedStateMachine):
         else:
             # Not the locks of the proof on chain (one more lock): a different locksroot.
             extra = [*p.locks, Lock(1, 1, bytes(32))]
-            self._reverts("nothing to unlock", lambda: d.unlock(p.receiver, p.sender, p.generation, extra))
+            self._reverts("nothing to unlock",
+                          lambda: d.unlock(p.receiver, p.sender, p.generation, extra))
 
     # --- invariants ----------------------------------------------------------------------
 

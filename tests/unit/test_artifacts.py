@@ -7,7 +7,9 @@ are not the ones in the repository. Each test compiles one contract afresh.
 
 from __future__ import annotations
 
+import functools
 import json
+from typing import Any
 
 import pytest
 
@@ -23,6 +25,12 @@ from scripts import build_artifacts
 STALE = "run `make artifacts` and commit offchain/chain/artifacts/"
 
 
+@functools.cache
+def fresh_compile(name: str) -> dict[str, Any]:
+    """Compile once per contract and process (the token network takes about 2 s)."""
+    return build_artifacts.compile_contract(name)
+
+
 def test_build_script_and_loader_agree_on_the_set_of_artifacts() -> None:
     assert sorted(build_artifacts.SOURCES) == sorted(ARTIFACT_NAMES)
     assert build_artifacts.EXPECTED_COMPILER == COMPILER
@@ -30,7 +38,7 @@ def test_build_script_and_loader_agree_on_the_set_of_artifacts() -> None:
 
 @pytest.mark.parametrize("name", ARTIFACT_NAMES)
 def test_shipped_artifact__fresh_compile__same_abi_and_bytecode(name: str) -> None:
-    fresh = build_artifacts.compile_contract(name)
+    fresh = fresh_compile(name)
     shipped = load_artifact(name)
     assert shipped.compiler == fresh["compiler"], f"{name}: compiler differs; {STALE}"
     assert shipped.source_sha256 == fresh["source_sha256"], f"{name}: source changed; {STALE}"
@@ -45,7 +53,7 @@ def test_shipped_artifact__fresh_compile__same_abi_and_bytecode(name: str) -> No
 @pytest.mark.parametrize("name", ARTIFACT_NAMES)
 def test_shipped_file__rebuilt__byte_identical(name: str) -> None:
     """The file on disk is exactly what the build writes, so a rebuild leaves no diff."""
-    fresh = build_artifacts.render(build_artifacts.compile_contract(name))
+    fresh = build_artifacts.render(fresh_compile(name))
     path = build_artifacts.ARTIFACTS / f"{name}.json"
     assert path.read_text(encoding="utf-8") == fresh, f"{path.name} is stale; {STALE}"
 
