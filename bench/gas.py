@@ -120,9 +120,7 @@ ADDITIONAL_HASH: Final = keccak256(b"smartmesh gas bench: the message that carri
 ZERO_ADDRESS: Final = "0x" + "00" * 20
 ETHER: Final = 10**18
 
-_SELF_LOCK = re.compile(
-    r"(@deploy\s+def __init__\([^)]*\):.*?)self\._initialized = True", re.S
-)
+_SELF_LOCK = re.compile(r"(@deploy\s+def __init__\([^)]*\):.*?)self\._initialized = True", re.S)
 
 
 # ---------------------------------------------------------------------------------------

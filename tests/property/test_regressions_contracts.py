@@ -45,8 +45,16 @@ def test_stale_close_then_delegated_update_with_capped_reward(state: TokenNetwor
     side 0's latest proof (with a lock) on chain for a reward above side 1's share; the
     lock's secret is registered in time and the unlock pays side 1."""
     step(state, state.open_channel, pick=0, second=False, window=600, deposit=1000)
-    step(state, state.deposit_or_withdraw, pick=0, side=1, withdraw=False, by_partner=False,
-         amount=1000, fraction=1)
+    step(
+        state,
+        state.deposit_or_withdraw,
+        pick=0,
+        side=1,
+        withdraw=False,
+        by_partner=False,
+        amount=1000,
+        fraction=1,
+    )
     step(state, state.offchain, pick=1, kind="transfer", fraction=10, lifetime=1)
     step(state, state.offchain, pick=1, kind="lock", fraction=10, lifetime=3600)
     step(state, state.offchain, pick=0, kind="lock", fraction=10, lifetime=3600)
@@ -93,8 +101,16 @@ def test_withdraw_then_close_without_proof_saturates(state: TokenNetworkMachine)
     new generation and settles cooperatively."""
     step(state, state.open_channel, pick=0, second=False, window=600, deposit=1000)
     step(state, state.offchain, pick=0, kind="transfer", fraction=50, lifetime=1)
-    step(state, state.deposit_or_withdraw, pick=1, side=1, withdraw=True, by_partner=False,
-         amount=1, fraction=100)
+    step(
+        state,
+        state.deposit_or_withdraw,
+        pick=1,
+        side=1,
+        withdraw=True,
+        by_partner=False,
+        amount=1,
+        fraction=100,
+    )
     assert state.channels[0].sides[1].withdrawn == 500
     step(state, state.close, pick=0, side=1, stale=True, age=0, third_party=False)
     step(state, state.settle, pick=0, first=0, caller=3)
@@ -108,10 +124,26 @@ def test_every_invalid_call_reverts_and_changes_nothing(state: TokenNetworkMachi
     """Each kind of invalid call on an open channel, on a closed one (inside and after the
     window) and on an unlock."""
     step(state, state.open_channel, pick=0, second=False, window=600, deposit=1000)
-    step(state, state.deposit_or_withdraw, pick=0, side=1, withdraw=False, by_partner=True,
-         amount=300, fraction=1)
-    step(state, state.deposit_or_withdraw, pick=0, side=0, withdraw=True, by_partner=False,
-         amount=1, fraction=10)
+    step(
+        state,
+        state.deposit_or_withdraw,
+        pick=0,
+        side=1,
+        withdraw=False,
+        by_partner=True,
+        amount=300,
+        fraction=1,
+    )
+    step(
+        state,
+        state.deposit_or_withdraw,
+        pick=0,
+        side=0,
+        withdraw=True,
+        by_partner=False,
+        amount=1,
+        fraction=10,
+    )
     step(state, state.offchain, pick=0, kind="lock", fraction=10, lifetime=5000)
     for kind in range(10):
         for side in (0, 1):

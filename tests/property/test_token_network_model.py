@@ -254,7 +254,8 @@ class TokenNetworkMachine(RuleBasedStateMachine):
     def _updatable(self) -> list[int]:
         now = harness.now()
         return [
-            c for c in self._in_state(CLOSED)
+            c
+            for c in self._in_state(CLOSED)
             if now <= self.channels[c].deadline
             and self._closer(c).nonce > self._closer(c).onchain_nonce
         ]
@@ -272,11 +273,17 @@ class TokenNetworkMachine(RuleBasedStateMachine):
         ch = self.channels[c]
         me, other = ch.sides[i], ch.sides[1 - i]
         nonce = me.nonce + 1
-        me.proofs.append(self.d.proof(
-            me.account, other.account, nonce, me.transferred, list(me.locks),
-            additional_hash=keccak256(b"message" + nonce.to_bytes(8, "big")),
-            generation=ch.generation,
-        ))
+        me.proofs.append(
+            self.d.proof(
+                me.account,
+                other.account,
+                nonce,
+                me.transferred,
+                list(me.locks),
+                additional_hash=keccak256(b"message" + nonce.to_bytes(8, "big")),
+                generation=ch.generation,
+            )
+        )
 
     def _pay(self, address: str, amount: int) -> None:
         self.balances[address] += amount
@@ -295,8 +302,11 @@ class TokenNetworkMachine(RuleBasedStateMachine):
         view: list[Any] = [self.d.token.balanceOf(network.address), self._token_balances()]
         for ch in self.channels:
             a, b = (side.account.address for side in ch.sides)
-            view += [network.get_channel(a, b), network.get_participant(a, b),
-                     network.get_participant(b, a)]
+            view += [
+                network.get_channel(a, b),
+                network.get_participant(a, b),
+                network.get_participant(b, a),
+            ]
         for p in self.pending:
             view.append(self._chain_retained(p))
         return tuple(view)
@@ -357,8 +367,7 @@ class TokenNetworkMachine(RuleBasedStateMachine):
     # --- channel lifecycle ---------------------------------------------------------
 
     @precondition(lambda self: self._in_state(NONE))
-    @rule(pick=PICK, second=st.booleans(), window=WINDOW,
-          deposit=st.one_of(st.just(0), AMOUNT))
+    @rule(pick=PICK, second=st.booleans(), window=WINDOW, deposit=st.one_of(st.just(0), AMOUNT))
     def open_channel(self, pick: int, second: bool, window: int, deposit: int) -> None:
         """Open a channel with a window within the bounds, with or without a deposit."""
         c = _pick(self._in_state(NONE), pick)
@@ -374,10 +383,17 @@ class TokenNetworkMachine(RuleBasedStateMachine):
         self._take(opener.address, deposit)
 
     @precondition(lambda self: self._in_state(OPENED))
-    @rule(pick=PICK, side=st.integers(0, 1), withdraw=st.booleans(), by_partner=st.booleans(),
-          amount=AMOUNT, fraction=FRACTION)
-    def deposit_or_withdraw(self, pick: int, side: int, withdraw: bool, by_partner: bool,
-                            amount: int, fraction: int) -> None:
+    @rule(
+        pick=PICK,
+        side=st.integers(0, 1),
+        withdraw=st.booleans(),
+        by_partner=st.booleans(),
+        amount=AMOUNT,
+        fraction=FRACTION,
+    )
+    def deposit_or_withdraw(
+        self, pick: int, side: int, withdraw: bool, by_partner: bool, amount: int, fraction: int
+    ) -> None:
         """Raise a deposit by `amount`, paid by the side itself or (set_total_deposit allows
         it) its partner; or (withdraw) both sign a withdraw of `fraction` percent of what
         the withdrawer's off-chain balance allows."""
@@ -394,8 +410,9 @@ class TokenNetworkMachine(RuleBasedStateMachine):
         me, other = ch.sides[side], ch.sides[1 - side]
         payer = other.account if by_partner else me.account
         with boa.env.prank(payer.address):
-            self.d.network.set_total_deposit(me.account.address, other.account.address,
-                                             me.deposit + amount)
+            self.d.network.set_total_deposit(
+                me.account.address, other.account.address, me.deposit + amount
+            )
         me.deposit += amount
         self._take(payer.address, amount)
 
@@ -414,17 +431,26 @@ class TokenNetworkMachine(RuleBasedStateMachine):
         me, other = ch.sides[side], ch.sides[1 - side]
         total_me = me.withdrawn + ch.available(side)
         total_other = other.withdrawn + ch.available(1 - side)
-        payouts = cooperative_payouts(me.deposit, other.deposit, me.withdrawn, other.withdrawn,
-                                      total_me, total_other)
+        payouts = cooperative_payouts(
+            me.deposit, other.deposit, me.withdrawn, other.withdrawn, total_me, total_other
+        )
         assert payouts == (ch.available(side), ch.available(1 - side))
         expiration = harness.now() + 600
         sign = self.d.sign_coop
         sig_me = sign(me.account, me.account, other.account, total_me, total_other, expiration)
-        sig_other = sign(other.account, me.account, other.account, total_me, total_other,
-                         expiration)
+        sig_other = sign(
+            other.account, me.account, other.account, total_me, total_other, expiration
+        )
         with boa.env.prank(self.everyone[caller].address):
-            self.d.network.cooperative_settle(me.account.address, other.account.address,
-                                              total_me, total_other, expiration, sig_me, sig_other)
+            self.d.network.cooperative_settle(
+                me.account.address,
+                other.account.address,
+                total_me,
+                total_other,
+                expiration,
+                sig_me,
+                sig_other,
+            )
         self._pay(me.account.address, payouts[0])
         self._pay(other.account.address, payouts[1])
         ch.reset()
@@ -435,8 +461,12 @@ class TokenNetworkMachine(RuleBasedStateMachine):
         return self._open_locks(expired=False) + self._open_locks(expired=True)
 
     @precondition(lambda self: self._senders() or self._resolvable_locks())
-    @rule(pick=PICK, kind=st.sampled_from(["transfer", "lock", "resolve"]), fraction=FRACTION,
-          lifetime=st.integers(1, 3 * 3600))
+    @rule(
+        pick=PICK,
+        kind=st.sampled_from(["transfer", "lock", "resolve"]),
+        fraction=FRACTION,
+        lifetime=st.integers(1, 3 * 3600),
+    )
     def offchain(self, pick: int, kind: str, fraction: int, lifetime: int) -> None:
         """One off-chain step and the sender's new proof (nonce + 1): a completed transfer
         (T rises by `fraction` percent of the sender's available balance), a pending lock
@@ -472,8 +502,9 @@ class TokenNetworkMachine(RuleBasedStateMachine):
         return [c for c in self._in_state(OPENED) if any(s.proofs for s in self.channels[c].sides)]
 
     @precondition(lambda self: self._active())
-    @rule(pick=PICK, side=st.integers(0, 1), stale=st.booleans(), age=PICK,
-          third_party=st.booleans())
+    @rule(
+        pick=PICK, side=st.integers(0, 1), stale=st.booleans(), age=PICK, third_party=st.booleans()
+    )
     def close(self, pick: int, side: int, stale: bool, age: int, third_party: bool) -> None:
         """Close with the partner's latest proof or (stale) an older one, or none."""
         self.invalid_budget += 1
@@ -489,8 +520,7 @@ class TokenNetworkMachine(RuleBasedStateMachine):
         partner.onchain = proof
 
     @precondition(lambda self: self._updatable())
-    @rule(pick=PICK, age=PICK, how=st.sampled_from(["self", "delegate", "anyone"]),
-          reward=REWARD)
+    @rule(pick=PICK, age=PICK, how=st.sampled_from(["self", "delegate", "anyone"]), reward=REWARD)
     def update(self, pick: int, age: int, how: str, reward: int) -> None:
         """Submit the closer's latest proof, or an older one still newer than on chain."""
         self.invalid_budget += 1
@@ -505,8 +535,14 @@ class TokenNetworkMachine(RuleBasedStateMachine):
             me.delegation = None
         else:
             named = ZERO_ADDRESS if how == "anyone" else self.w.delegate.address
-            self.d.update(me.account, closer.account, proof, sender=self.w.delegate,
-                          delegate=named, reward=reward)
+            self.d.update(
+                me.account,
+                closer.account,
+                proof,
+                sender=self.w.delegate,
+                delegate=named,
+                reward=reward,
+            )
             me.delegation = (self.w.delegate.address, reward)
         closer.onchain = proof
 
@@ -559,8 +595,17 @@ class TokenNetworkMachine(RuleBasedStateMachine):
         for i in record.open_directions:
             sender, receiver = ch.sides[i], ch.sides[1 - i]
             assert sender.onchain is not None
-            self.pending.append(Pending(record, receiver.account, sender.account, i,
-                                        ch.generation, list(sender.onchain.locks), retained[i]))
+            self.pending.append(
+                Pending(
+                    record,
+                    receiver.account,
+                    sender.account,
+                    i,
+                    ch.generation,
+                    list(sender.onchain.locks),
+                    retained[i],
+                )
+            )
         ch.reset()
 
     @precondition(lambda self: self.pending)
@@ -595,8 +640,12 @@ class TokenNetworkMachine(RuleBasedStateMachine):
         self.reveal[lock.secrethash] = harness.now()
 
     @precondition(lambda self: self._in_state(CLOSED) or self.secrets)
-    @rule(seconds=st.integers(1, 3 * 3600), to_edge=st.booleans(), pick=PICK,
-          offset=st.integers(-1, 2))
+    @rule(
+        seconds=st.integers(1, 3 * 3600),
+        to_edge=st.booleans(),
+        pick=PICK,
+        offset=st.integers(-1, 2),
+    )
     def time_travel(self, seconds: int, to_edge: bool, pick: int, offset: int) -> None:
         """Let time pass: some seconds, or (to_edge) to just before, at or after a settle
         deadline or a lock expiration. Time matters only to closed channels and locks."""
@@ -639,17 +688,21 @@ class TokenNetworkMachine(RuleBasedStateMachine):
             def call() -> None:
                 with boa.env.prank(account.address):
                     fn(*args)
+
             return call
 
         if kind == 0:
-            self._reverts("total deposit must rise",
-                          as_(a, net.set_total_deposit, a.address, b.address, me.deposit))
+            self._reverts(
+                "total deposit must rise",
+                as_(a, net.set_total_deposit, a.address, b.address, me.deposit),
+            )
         elif kind == 1:
             too_much = me.deposit + other.deposit - other.withdrawn + 1
             self._reverts("withdraw exceeds deposits", lambda: d.withdraw(a, b, too_much))
         elif kind == 2:
-            self._reverts("withdraw expired",
-                          lambda: d.withdraw(a, b, me.withdrawn + 1, expiration=now - 1))
+            self._reverts(
+                "withdraw expired", lambda: d.withdraw(a, b, me.withdrawn + 1, expiration=now - 1)
+            )
         elif kind == 3:
             self._reverts("total withdraw must rise", lambda: d.withdraw(a, b, me.withdrawn))
         elif kind == 4:
@@ -661,8 +714,20 @@ class TokenNetworkMachine(RuleBasedStateMachine):
             exp = now + 600
             sig_a = d.sign_coop(a, a, b, total_a, total_b, exp)
             sig_b = d.sign_coop(b, a, b, total_a, total_b, exp)
-            self._reverts(reason, as_(a, net.cooperative_settle, a.address, b.address,
-                                      total_a, total_b, exp, sig_a, sig_b))
+            self._reverts(
+                reason,
+                as_(
+                    a,
+                    net.cooperative_settle,
+                    a.address,
+                    b.address,
+                    total_a,
+                    total_b,
+                    exp,
+                    sig_a,
+                    sig_b,
+                ),
+            )
         elif kind == 5:
             self._reverts("channel exists", as_(a, net.open_channel, b.address, ch.window))
         elif kind == 6:
@@ -672,18 +737,24 @@ class TokenNetworkMachine(RuleBasedStateMachine):
         elif kind == 7:
             # A third party closes with a Close signed by the wrong participant.
             proof = other.proofs[-1] if other.proofs else None
-            args = (proof.nonce, proof.balance_hash, proof.additional_hash,
-                    proof.signature) if proof else (0, ZERO32, ZERO32, b"")
+            args = (
+                (proof.nonce, proof.balance_hash, proof.additional_hash, proof.signature)
+                if proof
+                else (0, ZERO32, ZERO32, b"")
+            )
             bad = d.sign_close(b, a, proof)
-            self._reverts("invalid closing signature",
-                          as_(self.w.delegate, net.close_channel, a.address, b.address, *args, bad))
+            self._reverts(
+                "invalid closing signature",
+                as_(self.w.delegate, net.close_channel, a.address, b.address, *args, bad),
+            )
         elif kind == 8:
             # The closer's own proof is not its partner's.
             own = d.proof(a, b, me.nonce + 1, me.transferred, generation=ch.generation)
             self._reverts("invalid balance proof signature", lambda: d.close(a, b, own))
         else:
-            self._reverts("channel not closed",
-                          lambda: d.settle(a, None, b, None, sender=self.w.delegate))
+            self._reverts(
+                "channel not closed", lambda: d.settle(a, None, b, None, sender=self.w.delegate)
+            )
 
     def _invalid_on_closed_channel(self, pick: int, _side: int, kind: int) -> None:
         c = _pick(self._in_state(CLOSED), pick)
@@ -696,9 +767,11 @@ class TokenNetworkMachine(RuleBasedStateMachine):
         if kind == 0:
             self._reverts("channel not open", lambda: d.close(y, x, None))
         elif kind == 1:
+
             def call() -> None:
                 with boa.env.prank(y.address):
                     net.set_total_deposit(y.address, x.address, me.deposit + 1)
+
             self._reverts("channel not open", call)
         elif kind == 2:
             # An update no newer than what is on chain (or after the window).
@@ -709,8 +782,10 @@ class TokenNetworkMachine(RuleBasedStateMachine):
             # A delegate not named in the delegation.
             proof = d.proof(x, y, closer.onchain_nonce + 1, generation=ch.generation)
             reason = "settle window over" if over else "not the named delegate"
-            self._reverts(reason, lambda: d.update(y, x, proof, sender=self.w.delegate,
-                                                   delegate=y.address, reward=1))
+            self._reverts(
+                reason,
+                lambda: d.update(y, x, proof, sender=self.w.delegate, delegate=y.address, reward=1),
+            )
         elif kind == 4:
             # The closer cannot update its own close.
             proof = me.proofs[-1] if me.proofs else d.proof(y, x, 1, generation=ch.generation)
@@ -718,15 +793,19 @@ class TokenNetworkMachine(RuleBasedStateMachine):
             self._reverts(reason, lambda: d.update(x, y, proof))
         elif kind == 5:
             # Settle with balance data other than the proofs on chain.
-            wrong = d.proof(y, x, 99, me.onchain.transferred + 1 if me.onchain else 1,
-                            generation=ch.generation)
+            wrong = d.proof(
+                y, x, 99, me.onchain.transferred + 1 if me.onchain else 1, generation=ch.generation
+            )
             reason = "balance data" if over else "settle window not over"
             self._reverts(reason, lambda: d.settle(x, closer.onchain, y, wrong))
         elif kind == 6:
             reason = "settle window over" if over else "settle window not over"
             if over:
-                proof = closer.proofs[-1] if closer.proofs else d.proof(
-                    x, y, 1, generation=ch.generation)
+                proof = (
+                    closer.proofs[-1]
+                    if closer.proofs
+                    else d.proof(x, y, 1, generation=ch.generation)
+                )
                 self._reverts(reason, lambda: d.update(y, x, proof))
             else:
                 self._reverts(reason, lambda: self._settle_call(c, 0, x))
@@ -739,6 +818,7 @@ class TokenNetworkMachine(RuleBasedStateMachine):
             def coop() -> None:
                 with boa.env.prank(x.address):
                     net.cooperative_settle(x.address, y.address, tad, 0, exp, sig_x, sig_y)
+
             self._reverts("channel not open", coop)
         else:
             self._reverts("channel not open", lambda: d.withdraw(x, y, closer.withdrawn + 1))
@@ -748,17 +828,20 @@ class TokenNetworkMachine(RuleBasedStateMachine):
         d = self.d
         kind %= 3
         if kind == 0 and p in self.unlocked:
-            self._reverts("nothing to unlock",
-                          lambda: d.unlock(p.receiver, p.sender, p.generation, p.locks))
+            self._reverts(
+                "nothing to unlock", lambda: d.unlock(p.receiver, p.sender, p.generation, p.locks)
+            )
         elif kind == 1:
             # The empty list names the empty locksroot, never this sender's locks.
-            self._reverts("nothing to unlock",
-                          lambda: d.unlock(p.receiver, p.sender, p.generation, []))
+            self._reverts(
+                "nothing to unlock", lambda: d.unlock(p.receiver, p.sender, p.generation, [])
+            )
         else:
             # Not the locks of the proof on chain (one more lock): a different locksroot.
             extra = [*p.locks, Lock(1, 1, bytes(32))]
-            self._reverts("nothing to unlock",
-                          lambda: d.unlock(p.receiver, p.sender, p.generation, extra))
+            self._reverts(
+                "nothing to unlock", lambda: d.unlock(p.receiver, p.sender, p.generation, extra)
+            )
 
     # --- invariants ----------------------------------------------------------------------
 
