@@ -15,13 +15,13 @@ import json
 import sys
 from pathlib import Path
 
-from bench import gas
+from bench import gas, protocol
 from scripts.anvil import Anvil
 
 RESULTS = Path(__file__).resolve().with_name("results.json")
 
 
-def merge_results(path: Path, figures: dict[str, int]) -> dict[str, object]:
+def merge_results(path: Path, figures: dict[str, int | float]) -> dict[str, object]:
     """Write ``figures`` into the JSON object at ``path``, keeping its other keys."""
     merged: dict[str, object] = {}
     if path.exists():
@@ -65,8 +65,13 @@ def main(argv: list[str] | None = None) -> int:
                 found = gas.breakdown(node.url, run.tx_hashes[name], names)
                 print("\n".join("  " + line for line in found.lines()))
 
-    merge_results(args.results, dict(run.gas))
-    print(f"\nmerged {len(run.gas)} figures into {args.results}")
+    figures: dict[str, int | float] = dict(run.gas)
+    core = protocol.measure()
+    print("\nProtocol core (no I/O, one core)\n")
+    print("\n".join(f"{name:48s} {value:>12,}" for name, value in core.items()))
+    figures.update(core)
+    merge_results(args.results, figures)
+    print(f"\nmerged {len(figures)} figures into {args.results}")
     if args.record:
         record_gas_json(run.gas)
         print(f"recorded the twelve operations in {gas.GAS_JSON}")

@@ -74,6 +74,12 @@ WINDOW = st.one_of(
     st.just(harness.SETTLE_MAX),
 )
 REWARD = st.one_of(st.just(0), st.integers(0, 3 * 10**6), st.just(MAX_REWARD))
+UINT256_MAX = 2**256 - 1
+UINT64_MAX = 2**64 - 1
+WILD = st.one_of(
+    st.just(0), st.integers(1, 3 * 10**6), st.just(UINT256_MAX), st.integers(0, UINT256_MAX)
+)
+"""Amounts a byzantine signer may put in a proof: anything a uint256 holds."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +120,7 @@ class Side:
     withdrawn: int = 0
     transferred: int = 0
     locks: list[Lock] = field(default_factory=list)
-    proofs: list[Proof] = field(default_factory=list)  # proofs[n - 1] has nonce n
+    proofs: list[Proof] = field(default_factory=list)  # signed proofs, nonces rising
     onchain: Proof | None = None  # this side's proof, submitted by its partner
     delegation: tuple[str, int] | None = None  # (delegate, reward) for this side's update
 
@@ -124,7 +130,7 @@ class Side:
 
     @property
     def nonce(self) -> int:
-        return len(self.proofs)
+        return self.proofs[-1].nonce if self.proofs else 0
 
     @property
     def onchain_nonce(self) -> int:
@@ -141,6 +147,8 @@ class Channel:
     window: int = 0
     deadline: int = 0
     closer: int | None = None
+    byzantine: bool = False  # a side signed an arbitrary proof: no more honest off-chain steps
+    retired: list[Proof] = field(default_factory=list)  # proofs of earlier generations
 
     def available(self, i: int) -> int:
         """What side i can still send or withdraw: D - W - T_sent + T_received - locked."""
@@ -148,8 +156,11 @@ class Channel:
         return me.deposit - me.withdrawn - me.transferred + other.transferred - me.locked
 
     def reset(self) -> None:
+        """The channel is settled: keep its generation and its proofs, as retired."""
+        self.retired += [proof for side in self.sides for proof in side.proofs]
         self.sides = (Side(self.sides[0].account), Side(self.sides[1].account))
         self.state, self.window, self.deadline, self.closer = NONE, 0, 0, None
+        self.byzantine = False
 
 
 def totals(side: Side, proof: Proof | None) -> ParticipantTotals:
@@ -166,6 +177,7 @@ class SettleRecord:
     received: list[int]  # per side: settle share (reward included) + unlocks so far
     snapshots: list[dict[bytes, int] | None]  # per sending side: reveal times at unlock
     open_directions: set[int]
+    byzantine: bool  # an arbitrary proof was signed: the latest proofs entitle nothing
     checked: bool = False
 
 
@@ -225,11 +237,15 @@ class TokenNetworkMachine(RuleBasedStateMachine):
     def _in_state(self, state: int) -> list[int]:
         return [i for i, ch in enumerate(self.channels) if ch.state == state]
 
+    def _honest(self) -> list[int]:
+        """Open channels where both sides still follow the off-chain rules."""
+        return [c for c in self._in_state(OPENED) if not self.channels[c].byzantine]
+
     def _senders(self) -> list[tuple[int, int]]:
         """(channel, side) pairs of open channels where the side has tokens to spend."""
         return [
             (c, i)
-            for c in self._in_state(OPENED)
+            for c in self._honest()
             for i in (0, 1)
             if self.channels[c].available(i) > 0
         ]
@@ -237,7 +253,7 @@ class TokenNetworkMachine(RuleBasedStateMachine):
     def _open_locks(self, expired: bool) -> list[tuple[int, int, int]]:
         now = harness.now()
         out = []
-        for c in self._in_state(OPENED):
+        for c in self._honest():
             for i in (0, 1):
                 for k, lock in enumerate(self.channels[c].sides[i].locks):
                     if expired:
@@ -346,6 +362,9 @@ class TokenNetworkMachine(RuleBasedStateMachine):
 
     def _record_check(self, record: SettleRecord) -> None:
         """I-C2 and I-C3 for a settle whose retained locks are all unlocked."""
+        record.checked = True
+        if record.byzantine:
+            return
         (t0, locks0), (t1, locks1) = record.latest
         fair = settlement_payout(t0, t1)
         retained = (fair.locked_retained1, fair.locked_retained2)
@@ -418,7 +437,12 @@ class TokenNetworkMachine(RuleBasedStateMachine):
 
     def _coop_candidates(self) -> list[int]:
         """Open channels that saw a transfer and have no lock pending."""
-        return [c for c in self._active() if not any(s.locks for s in self.channels[c].sides)]
+        return [
+            c
+            for c in self._active()
+            if not self.channels[c].byzantine
+            and not any(s.locks for s in self.channels[c].sides)
+        ]
 
     @precondition(lambda self: self._coop_candidates())
     @rule(pick=PICK, side=st.integers(0, 1), caller=st.integers(0, 4))
@@ -494,6 +518,65 @@ class TokenNetworkMachine(RuleBasedStateMachine):
             side.transferred += amount
         self._sign(c, i)
 
+    @precondition(lambda self: self._in_state(OPENED))
+    @rule(
+        pick=PICK,
+        side=st.integers(0, 1),
+        transferred=WILD,
+        locked=st.one_of(st.none(), WILD),
+        locks=st.sampled_from(["none", "current", "fresh"]),
+        amounts=st.lists(WILD, min_size=1, max_size=3),
+        lifetime=st.integers(1, 3 * 3600),
+        last_nonce=st.booleans(),
+    )
+    def sign_arbitrary(
+        self,
+        pick: int,
+        side: int,
+        transferred: int,
+        locked: int | None,
+        locks: str,
+        amounts: list[int],
+        lifetime: int,
+        last_nonce: bool,
+    ) -> None:
+        """A byzantine side signs a proof with any T and L (up to 2**256 - 1), locks that need
+        not add up to L (none at all, its current ones, or fresh ones of any amount), and
+        the next nonce or the last one (2**64 - 1). Its partner may then close or update
+        with it; every invariant but the entitlement bounds of I-C2/I-C3 must still hold
+        (I-C4: settle saturates instead of reverting). The channel takes no more honest
+        off-chain steps."""
+        c = _pick(self._in_state(OPENED), pick)
+        ch = self.channels[c]
+        me, other = ch.sides[side], ch.sides[1 - side]
+        if me.nonce == UINT64_MAX:
+            return  # no nonce left to sign with
+        chosen: list[Lock] = []
+        if locks == "current":
+            chosen = list(me.locks)
+        elif locks == "fresh":
+            for amount in amounts:
+                secret = keccak256(b"secret" + len(self.secrets).to_bytes(4, "big"))
+                lock = Lock(harness.now() + lifetime, amount, sha256(secret))
+                self.secrets.append((secret, lock))
+                chosen.append(lock)
+        if locked is None:  # consistent with its locks, as far as a uint256 goes
+            locked = min(sum(lock.amount for lock in chosen), UINT256_MAX)
+        nonce = UINT64_MAX if last_nonce else me.nonce + 1
+        me.proofs.append(
+            self.d.proof(
+                me.account,
+                other.account,
+                nonce,
+                transferred,
+                chosen,
+                locked=locked,
+                additional_hash=keccak256(b"byzantine" + nonce.to_bytes(8, "big")),
+                generation=ch.generation,
+            )
+        )
+        ch.byzantine = True
+
     # --- close, update, settle, unlock ----------------------------------------------
 
     def _active(self) -> list[int]:
@@ -511,8 +594,9 @@ class TokenNetworkMachine(RuleBasedStateMachine):
         c = _pick(self._active(), pick)
         ch = self.channels[c]
         closer, partner = ch.sides[side], ch.sides[1 - side]
-        nonce = age % (partner.nonce + 1) if stale else partner.nonce
-        proof = partner.proofs[nonce - 1] if nonce else None
+        count = len(partner.proofs)
+        index = age % (count + 1) if stale else count  # 0: no proof
+        proof = partner.proofs[index - 1] if index else None
         sender = self.w.delegate if third_party else closer.account
         self.d.close(closer.account, partner.account, proof, sender=sender)
         ch.state, ch.closer = CLOSED, side
@@ -528,8 +612,8 @@ class TokenNetworkMachine(RuleBasedStateMachine):
         ch = self.channels[c]
         assert ch.closer is not None
         closer, me = ch.sides[ch.closer], ch.sides[1 - ch.closer]
-        nonce = closer.nonce - age % (closer.nonce - closer.onchain_nonce)
-        proof = closer.proofs[nonce - 1]
+        newer = [p for p in closer.proofs if p.nonce > closer.onchain_nonce]
+        proof = newer[-1 - age % len(newer)]
         if how == "self":
             self.d.update(me.account, closer.account, proof)
             me.delegation = None
@@ -590,6 +674,7 @@ class TokenNetworkMachine(RuleBasedStateMachine):
             received=list(shares),
             snapshots=[None, None],
             open_directions={i for i in (0, 1) if retained[i] > 0},
+            byzantine=ch.byzantine,
         )
         self.records.append(record)
         for i in record.open_directions:
@@ -669,7 +754,7 @@ class TokenNetworkMachine(RuleBasedStateMachine):
         return groups
 
     @precondition(lambda self: self.invalid_budget > 0 and self._invalid_groups())
-    @rule(group=PICK, pick=PICK, side=st.integers(0, 1), kind=st.integers(0, 9))
+    @rule(group=PICK, pick=PICK, side=st.integers(0, 1), kind=st.integers(0, 10))
     def invalid_call(self, group: int, pick: int, side: int, kind: int) -> None:
         """A call that must revert with its reason and change nothing: on an open channel,
         on a closed one, or an unlock."""
@@ -749,12 +834,16 @@ class TokenNetworkMachine(RuleBasedStateMachine):
             )
         elif kind == 8:
             # The closer's own proof is not its partner's.
-            own = d.proof(a, b, me.nonce + 1, me.transferred, generation=ch.generation)
+            own = d.proof(a, b, 1, me.transferred, generation=ch.generation)
             self._reverts("invalid balance proof signature", lambda: d.close(a, b, own))
-        else:
+        elif kind == 9 or not [p for p in ch.retired if p.signer == b]:
             self._reverts(
                 "channel not closed", lambda: d.settle(a, None, b, None, sender=self.w.delegate)
             )
+        else:
+            # I-C6: a proof of an earlier generation of the same pair does not verify.
+            old = [p for p in ch.retired if p.signer == b][-1]
+            self._reverts("invalid balance proof signature", lambda: d.close(a, b, old))
 
     def _invalid_on_closed_channel(self, pick: int, _side: int, kind: int) -> None:
         c = _pick(self._in_state(CLOSED), pick)
@@ -780,8 +869,12 @@ class TokenNetworkMachine(RuleBasedStateMachine):
             self._reverts(reason, lambda: d.update(y, x, stale))
         elif kind == 3:
             # A delegate not named in the delegation.
-            proof = d.proof(x, y, closer.onchain_nonce + 1, generation=ch.generation)
-            reason = "settle window over" if over else "not the named delegate"
+            # (If the last nonce is on chain, no proof can be newer.)
+            spent = closer.onchain_nonce == UINT64_MAX
+            nonce = closer.onchain_nonce if spent else closer.onchain_nonce + 1
+            proof = d.proof(x, y, nonce, generation=ch.generation)
+            reason = "proof not newer" if spent else "not the named delegate"
+            reason = "settle window over" if over else reason
             self._reverts(
                 reason,
                 lambda: d.update(y, x, proof, sender=self.w.delegate, delegate=y.address, reward=1),
@@ -793,9 +886,8 @@ class TokenNetworkMachine(RuleBasedStateMachine):
             self._reverts(reason, lambda: d.update(x, y, proof))
         elif kind == 5:
             # Settle with balance data other than the proofs on chain.
-            wrong = d.proof(
-                y, x, 99, me.onchain.transferred + 1 if me.onchain else 1, generation=ch.generation
-            )
+            transferred = (me.onchain.transferred + 1) % 2**256 if me.onchain else 1
+            wrong = d.proof(y, x, 99, transferred, generation=ch.generation)
             reason = "balance data" if over else "settle window not over"
             self._reverts(reason, lambda: d.settle(x, closer.onchain, y, wrong))
         elif kind == 6:
@@ -831,8 +923,8 @@ class TokenNetworkMachine(RuleBasedStateMachine):
             self._reverts(
                 "nothing to unlock", lambda: d.unlock(p.receiver, p.sender, p.generation, p.locks)
             )
-        elif kind == 1:
-            # The empty list names the empty locksroot, never this sender's locks.
+        elif kind == 1 and (p.locks or p in self.unlocked):
+            # The empty list names the empty locksroot, not this sender's locks.
             self._reverts(
                 "nothing to unlock", lambda: d.unlock(p.receiver, p.sender, p.generation, [])
             )
@@ -869,12 +961,14 @@ class TokenNetworkMachine(RuleBasedStateMachine):
 
     @invariant()
     def conservation(self) -> None:
-        """I-C1: the network holds TAD of every open or closed channel plus retained locks."""
+        """I-C1: the network holds TAD of every open or closed channel plus retained locks.
+        I-C7: W1 + W2 <= D1 + D2 in every channel."""
         net = self.d.network
         owed = 0
         for ch in self.channels:
             a, b = (side.account.address for side in ch.sides)
             p, q = net.get_participant(a, b), net.get_participant(b, a)
+            assert p.withdrawn + q.withdrawn <= p.deposit + q.deposit
             if net.get_channel(a, b).state != NONE:
                 owed += p.deposit + q.deposit - p.withdrawn - q.withdrawn
             else:
@@ -937,5 +1031,13 @@ class TokenNetworkMachine(RuleBasedStateMachine):
         self.delegate_within_reward()
 
 
+EXAMPLES_PER_PROFILE_EXAMPLE = 4
+"""A run of 30 steps costs about as much as a unit example; the loaded profile's count is
+scaled so that "ci" (40) takes about two minutes and "fuzz" (2000) a couple of hours."""
+
 TestTokenNetwork = TokenNetworkMachine.TestCase
-TestTokenNetwork.settings = settings(parent=settings.default, stateful_step_count=30)
+TestTokenNetwork.settings = settings(
+    parent=settings.default,
+    max_examples=settings.default.max_examples * EXAMPLES_PER_PROFILE_EXAMPLE,
+    stateful_step_count=30,
+)
