@@ -1,0 +1,446 @@
+"""One channel as its participant sees it: balances, pending locks, balance-proof messages.
+
+Belongs here: the channel's state (`ChannelState`, one `EndState` per direction), what is
+safe to spend, and the pure functions that make our next balance-proof message or check
+and apply the partner's. Every outgoing proof is signed over exactly the (T, L, locksroot)
+the contract will see; every incoming one is checked the same way (token network,
+generation, nonce exactly +1, amounts, lock rules, signature), and a bad one leaves the
+state unchanged and comes back as a `Rejected` with the reason.
+
+Does not belong here: which payment a lock belongs to, routing or retries (the transfer
+state machines), timers, or anything that talks to the chain. Time comes in as `now`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+from typing import Final
+
+from offchain.protocol import signing
+from offchain.protocol.crypto import sha256
+from offchain.protocol.errors import InvalidSignature
+from offchain.protocol.locks import MAX_PENDING_LOCKS, Lock, balance_hash, locksroot
+from offchain.protocol.messages import (
+    DirectTransfer,
+    LockedTransfer,
+    LockExpired,
+    LockReturn,
+    PaymentId,
+    ReturnReason,
+    Unlock,
+)
+from offchain.protocol.signing import PLACEHOLDER_SIGNATURE
+from offchain.protocol.types import (
+    Address,
+    BalanceHash,
+    Generation,
+    Locksroot,
+    Nonce,
+    PrivateKey,
+    Secret,
+    SecretHash,
+    Signature,
+    Timestamp,
+    TokenAmount,
+)
+
+BalanceProofMessage = DirectTransfer | LockedTransfer | LockReturn | Unlock | LockExpired
+NONCE_LIMIT: Final = 2**64 - 1
+ZERO_AMOUNT: Final = TokenAmount(0)
+NO_NONCE: Final = Nonce(0)
+
+
+class ChannelPhase(enum.Enum):
+    """Where the channel is in its on-chain life."""
+
+    OPENED = "opened"
+    CLOSED = "closed"
+    SETTLED = "settled"
+
+
+@dataclass(frozen=True, slots=True)
+class EndState:
+    """One direction of a channel: what `address` has deposited, withdrawn and sent.
+
+    `nonce`, `signature` and `additional_hash` belong to the latest balance proof this end
+    signed; for the partner's end they are what we can submit on chain.
+    """
+
+    address: Address
+    deposit: TokenAmount = ZERO_AMOUNT
+    withdrawn: TokenAmount = ZERO_AMOUNT
+    transferred: TokenAmount = ZERO_AMOUNT
+    locks: tuple[Lock, ...] = ()
+    nonce: Nonce = NO_NONCE
+    signature: Signature | None = None
+    additional_hash: bytes = bytes(32)
+
+    @property
+    def locked(self) -> TokenAmount:
+        return TokenAmount(sum(lock.amount for lock in self.locks))
+
+    @property
+    def locksroot(self) -> Locksroot:
+        return locksroot(self.locks)
+
+    @property
+    def balance_hash(self) -> BalanceHash:
+        return balance_hash(self.transferred, self.locked, self.locksroot)
+
+    def lock_for(self, secrethash: SecretHash) -> Lock | None:
+        for lock in self.locks:
+            if lock.secrethash == secrethash:
+                return lock
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelState:
+    """A channel between `our.address` and `partner.address` in one token network.
+
+    `reveal_timeout`: seconds before a lock's expiration by which a payee must have the
+    secret registered on chain if its payer has not unlocked; no lock is accepted with
+    less time than that left. Locks must also expire within the settle window, so that a
+    close can never settle while one of them may still be claimed.
+    """
+
+    chain_id: int
+    token_network: Address
+    generation: Generation
+    settle_window: int
+    reveal_timeout: int
+    our: EndState
+    partner: EndState
+    phase: ChannelPhase = ChannelPhase.OPENED
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Why a message was refused, or a local action is not possible; state unchanged."""
+
+    reason: str
+
+
+def balance(end: EndState, other: EndState) -> TokenAmount:
+    """What `end` would be paid if the channel settled now with no pending locks."""
+    return TokenAmount(end.deposit - end.withdrawn - end.transferred + other.transferred)
+
+
+def returned_amount(end: EndState, other: EndState) -> TokenAmount:
+    """The part of `end`'s locks that `other` has given back with mirror locks.
+
+    A mirror lock (same secrethash, amount and expiration, from the payee back to the
+    payer) pays exactly what the original pays, in every outcome, so the two cancel.
+    """
+    total = 0
+    for lock in end.locks:
+        mirror = other.lock_for(lock.secrethash)
+        if mirror is not None and mirror == lock:
+            total += lock.amount
+    return TokenAmount(total)
+
+
+def spendable(end: EndState, other: EndState) -> TokenAmount:
+    """What `end` can still send or lock towards `other` (never negative)."""
+    free = balance(end, other) - end.locked + returned_amount(end, other)
+    return TokenAmount(max(free, 0))
+
+
+# --- outgoing ---------------------------------------------------------------------------
+
+
+def _sign_new_end(
+    channel: ChannelState, key: PrivateKey, new_our: EndState, message: BalanceProofMessage
+) -> tuple[ChannelState, BalanceProofMessage]:
+    signed = signing.sign(
+        key,
+        message,
+        channel.chain_id,
+        channel.our.address,
+        channel.partner.address,
+        new_our.balance_hash,
+    )
+    new_our = dataclasses.replace(
+        new_our, signature=signed.signature, additional_hash=signing.body_hash(signed)
+    )
+    return dataclasses.replace(channel, our=new_our), signed
+
+
+def _next_nonce(channel: ChannelState) -> Nonce | Rejected:
+    if channel.phase is not ChannelPhase.OPENED:
+        return Rejected("channel not open")
+    if channel.our.nonce >= NONCE_LIMIT:
+        return Rejected("nonce exhausted")
+    return Nonce(channel.our.nonce + 1)
+
+
+def make_direct_transfer(
+    channel: ChannelState, key: PrivateKey, amount: TokenAmount, payment_id: PaymentId
+) -> tuple[ChannelState, DirectTransfer] | Rejected:
+    """Pay `amount` to the partner at once (T rises)."""
+    nonce = _next_nonce(channel)
+    if isinstance(nonce, Rejected):
+        return nonce
+    if amount <= 0:
+        return Rejected("amount must be positive")
+    if amount > spendable(channel.our, channel.partner):
+        return Rejected("insufficient capacity")
+    new_our = dataclasses.replace(
+        channel.our, transferred=TokenAmount(channel.our.transferred + amount), nonce=nonce
+    )
+    message = DirectTransfer(
+        channel.token_network, channel.generation, nonce, payment_id, amount, PLACEHOLDER_SIGNATURE
+    )
+    new_channel, signed = _sign_new_end(channel, key, new_our, message)
+    assert isinstance(signed, DirectTransfer)
+    return new_channel, signed
+
+
+def check_new_lock(channel: ChannelState, lock: Lock, now: Timestamp) -> Rejected | None:
+    """The rules a lock must meet, for us when we lock and for the partner's locks."""
+    if lock.amount <= 0:
+        return Rejected("lock amount must be positive")
+    if lock.expiration <= now + channel.reveal_timeout:
+        return Rejected("lock expires too soon")
+    if lock.expiration > now + channel.settle_window:
+        return Rejected("lock expires after the settle window")
+    return None
+
+
+def make_locked_transfer(
+    channel: ChannelState,
+    key: PrivateKey,
+    lock: Lock,
+    payment_id: PaymentId,
+    target: Address,
+    target_amount: TokenAmount,
+    now: Timestamp,
+) -> tuple[ChannelState, LockedTransfer] | Rejected:
+    """Lock `lock.amount` towards the partner under `lock.secrethash` (L rises)."""
+    nonce = _next_nonce(channel)
+    if isinstance(nonce, Rejected):
+        return nonce
+    problem = check_new_lock(channel, lock, now) or _check_room(channel.our, channel.partner, lock)
+    if problem is not None:
+        return problem
+    new_our = dataclasses.replace(channel.our, locks=(*channel.our.locks, lock), nonce=nonce)
+    message = LockedTransfer(
+        channel.token_network,
+        channel.generation,
+        nonce,
+        payment_id,
+        lock.expiration,
+        lock.amount,
+        lock.secrethash,
+        target,
+        target_amount,
+        PLACEHOLDER_SIGNATURE,
+    )
+    new_channel, signed = _sign_new_end(channel, key, new_our, message)
+    assert isinstance(signed, LockedTransfer)
+    return new_channel, signed
+
+
+def make_lock_return(
+    channel: ChannelState,
+    key: PrivateKey,
+    secrethash: SecretHash,
+    payment_id: PaymentId,
+    reason: ReturnReason,
+    failed_hop: Address,
+) -> tuple[ChannelState, LockReturn] | Rejected:
+    """Give the partner's lock of `secrethash` back with a mirror lock towards it."""
+    nonce = _next_nonce(channel)
+    if isinstance(nonce, Rejected):
+        return nonce
+    lock = channel.partner.lock_for(secrethash)
+    if lock is None:
+        return Rejected("no such lock from the partner")
+    if channel.our.lock_for(secrethash) is not None:
+        return Rejected("lock already returned")
+    problem = _check_room(channel.our, channel.partner, lock)
+    if problem is not None:
+        return problem
+    new_our = dataclasses.replace(channel.our, locks=(*channel.our.locks, lock), nonce=nonce)
+    message = LockReturn(
+        channel.token_network,
+        channel.generation,
+        nonce,
+        payment_id,
+        lock.expiration,
+        lock.amount,
+        lock.secrethash,
+        reason,
+        failed_hop,
+        PLACEHOLDER_SIGNATURE,
+    )
+    new_channel, signed = _sign_new_end(channel, key, new_our, message)
+    assert isinstance(signed, LockReturn)
+    return new_channel, signed
+
+
+def make_unlock(
+    channel: ChannelState, key: PrivateKey, secret: Secret, payment_id: PaymentId
+) -> tuple[ChannelState, Unlock] | Rejected:
+    """Pay our lock of `sha256(secret)` off chain: its amount moves from L to T."""
+    nonce = _next_nonce(channel)
+    if isinstance(nonce, Rejected):
+        return nonce
+    secrethash = SecretHash(sha256(secret))
+    lock = channel.our.lock_for(secrethash)
+    if lock is None:
+        return Rejected("no such lock")
+    new_our = dataclasses.replace(
+        channel.our,
+        transferred=TokenAmount(channel.our.transferred + lock.amount),
+        locks=tuple(item for item in channel.our.locks if item.secrethash != secrethash),
+        nonce=nonce,
+    )
+    message = Unlock(
+        channel.token_network, channel.generation, nonce, payment_id, secret, PLACEHOLDER_SIGNATURE
+    )
+    new_channel, signed = _sign_new_end(channel, key, new_our, message)
+    assert isinstance(signed, Unlock)
+    return new_channel, signed
+
+
+def make_lock_expired(
+    channel: ChannelState, key: PrivateKey, secrethash: SecretHash, now: Timestamp
+) -> tuple[ChannelState, LockExpired] | Rejected:
+    """Remove our expired lock of `secrethash` (L falls)."""
+    nonce = _next_nonce(channel)
+    if isinstance(nonce, Rejected):
+        return nonce
+    lock = channel.our.lock_for(secrethash)
+    if lock is None:
+        return Rejected("no such lock")
+    if now <= lock.expiration:
+        return Rejected("lock not expired")
+    new_our = dataclasses.replace(
+        channel.our,
+        locks=tuple(item for item in channel.our.locks if item.secrethash != secrethash),
+        nonce=nonce,
+    )
+    message = LockExpired(
+        channel.token_network, channel.generation, nonce, secrethash, PLACEHOLDER_SIGNATURE
+    )
+    new_channel, signed = _sign_new_end(channel, key, new_our, message)
+    assert isinstance(signed, LockExpired)
+    return new_channel, signed
+
+
+def _check_room(end: EndState, other: EndState, lock: Lock) -> Rejected | None:
+    if end.lock_for(lock.secrethash) is not None:
+        return Rejected("secrethash already locked")
+    if len(end.locks) >= MAX_PENDING_LOCKS:
+        return Rejected("too many pending locks")
+    if lock.amount > spendable(end, other):
+        return Rejected("insufficient capacity")
+    return None
+
+
+# --- incoming ---------------------------------------------------------------------------
+
+
+def receive(
+    channel: ChannelState,
+    message: BalanceProofMessage,
+    now: Timestamp,
+    secret_registered_in_time: bool = False,
+) -> ChannelState | Rejected:
+    """Check the partner's balance-proof message and apply it.
+
+    `secret_registered_in_time` says (for `LockExpired`) that the lock's secret is
+    registered on chain at or before its expiration: the lock is then ours to claim and
+    its removal is refused.
+    """
+    if message.token_network != channel.token_network:
+        return Rejected("wrong token network")
+    if message.generation != channel.generation:
+        return Rejected("wrong channel generation")
+    if channel.phase is not ChannelPhase.OPENED:
+        return Rejected("channel not open")
+    if message.nonce != channel.partner.nonce + 1:
+        return Rejected(f"nonce {message.nonce} is not {channel.partner.nonce + 1}")
+    new_partner = _derive_partner(channel, message, now, secret_registered_in_time)
+    if isinstance(new_partner, Rejected):
+        return new_partner
+    try:
+        signer = signing.signer_of(
+            message,
+            channel.chain_id,
+            channel.partner.address,
+            channel.our.address,
+            new_partner.balance_hash,
+        )
+    except InvalidSignature as error:
+        return Rejected(f"malformed signature: {error}")
+    if signer != channel.partner.address:
+        return Rejected("signature does not match the partner's balance")
+    new_partner = dataclasses.replace(
+        new_partner,
+        nonce=message.nonce,
+        signature=message.signature,
+        additional_hash=signing.body_hash(message),
+    )
+    return dataclasses.replace(channel, partner=new_partner)
+
+
+def _derive_partner(
+    channel: ChannelState,
+    message: BalanceProofMessage,
+    now: Timestamp,
+    secret_registered_in_time: bool,
+) -> EndState | Rejected:
+    partner, our = channel.partner, channel.our
+    match message:
+        case DirectTransfer():
+            if message.amount <= 0:
+                return Rejected("amount must be positive")
+            if message.amount > spendable(partner, our):
+                return Rejected("amount exceeds the partner's capacity")
+            return dataclasses.replace(
+                partner, transferred=TokenAmount(partner.transferred + message.amount)
+            )
+        case LockedTransfer():
+            lock = Lock(message.expiration, message.amount, message.secrethash)
+            problem = check_new_lock(channel, lock, now) or _check_room(partner, our, lock)
+            if problem is not None:
+                return problem
+            if message.target_amount > message.amount:
+                return Rejected("target amount above the lock amount")
+            return dataclasses.replace(partner, locks=(*partner.locks, lock))
+        case LockReturn():
+            lock = Lock(message.expiration, message.amount, message.secrethash)
+            if our.lock_for(message.secrethash) != lock:
+                return Rejected("returned lock does not mirror one of ours")
+            problem = _check_room(partner, our, lock)
+            if problem is not None:
+                return problem
+            return dataclasses.replace(partner, locks=(*partner.locks, lock))
+        case Unlock():
+            secrethash = SecretHash(sha256(message.secret))
+            unlocked = partner.lock_for(secrethash)
+            if unlocked is None:
+                return Rejected("unlock of an unknown lock")
+            return dataclasses.replace(
+                partner,
+                transferred=TokenAmount(partner.transferred + unlocked.amount),
+                locks=tuple(item for item in partner.locks if item.secrethash != secrethash),
+            )
+        case LockExpired():
+            expired = partner.lock_for(message.secrethash)
+            if expired is None:
+                return Rejected("expiry of an unknown lock")
+            if now <= expired.expiration:
+                return Rejected("lock not expired")
+            if secret_registered_in_time:
+                return Rejected("secret registered on chain before the lock expired")
+            return dataclasses.replace(
+                partner,
+                locks=tuple(
+                    item for item in partner.locks if item.secrethash != message.secrethash
+                ),
+            )

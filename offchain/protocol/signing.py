@@ -1,0 +1,119 @@
+"""What each message's signature covers, and how to sign and check it.
+
+Belongs here: the digest of a message in its token network's EIP-712 domain, for the four
+kinds of `messages.Signing`, and `sign` / `signer_of` over them. Balance-proof messages
+need the balance hash of the sender's new (T, L, locksroot), which only the channel
+knows, so it is a parameter; everything else is derived from the message itself.
+
+Does not belong here: whether a signer is the right one for a channel (`channel`), or
+the byte encoding (`codec`, used for the body hash).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Final, TypeVar
+
+from offchain.protocol import codec, eip712
+from offchain.protocol.crypto import keccak256, recover, sign_digest
+from offchain.protocol.errors import ValidationError
+from offchain.protocol.locks import channel_id
+from offchain.protocol.messages import (
+    CoopSettleRequest,
+    CoopSettleResponse,
+    Message,
+    Signing,
+    WithdrawConfirmation,
+    WithdrawExpired,
+    WithdrawRequest,
+)
+from offchain.protocol.types import AdditionalHash, Address, BalanceHash, PrivateKey, Signature
+
+MESSAGE_TYPE: Final = b"Message(bytes32 bodyHash)"
+MESSAGE_TYPEHASH: Final = keccak256(MESSAGE_TYPE)
+PLACEHOLDER_SIGNATURE: Final = Signature(bytes(65))
+"""Put in a message before it is signed; `sign` replaces it."""
+
+M = TypeVar("M", bound=Message)
+
+
+def body_hash(message: Message) -> bytes:
+    """keccak256 of the message's body (its encoding without the signature)."""
+    return keccak256(codec.encode_body(message))
+
+
+def digest(
+    message: Message,
+    chain_id: int,
+    sender: Address,
+    partner: Address,
+    balance_hash: BalanceHash | None = None,
+) -> bytes:
+    """The 32-byte digest the sender of `message` signs.
+
+    `sender` and `partner` are the channel's two ends (they name the channel id);
+    `balance_hash` is required for balance-proof messages and ignored otherwise.
+    """
+    domain = eip712.Domain(chain_id=chain_id, verifying_contract=message.token_network)
+    match message.SIGNING:
+        case Signing.BALANCE_PROOF:
+            if balance_hash is None:
+                raise ValidationError("a balance-proof message needs its balance hash")
+            struct: eip712.SignedStruct = eip712.BalanceProof(
+                channel_id=channel_id(sender, partner),
+                generation=message.generation,  # type: ignore[union-attr]
+                nonce=message.nonce,  # type: ignore[union-attr]
+                balance_hash=balance_hash,
+                additional_hash=AdditionalHash(body_hash(message)),
+            )
+        case Signing.WITHDRAW:
+            assert isinstance(message, WithdrawRequest | WithdrawConfirmation | WithdrawExpired)
+            struct = eip712.Withdraw(
+                channel_id=channel_id(sender, partner),
+                generation=message.generation,
+                participant=message.participant,
+                total_withdraw=message.total_withdraw,
+                expiration=message.expiration,
+            )
+        case Signing.COOPERATIVE_SETTLE:
+            assert isinstance(message, CoopSettleRequest | CoopSettleResponse)
+            struct = eip712.CooperativeSettle(
+                channel_id=channel_id(sender, partner),
+                generation=message.generation,
+                total_withdraw1=message.total_withdraw1,
+                total_withdraw2=message.total_withdraw2,
+                expiration=message.expiration,
+            )
+        case Signing.MESSAGE:
+            return keccak256(
+                b"\x19\x01" + domain.separator + keccak256(MESSAGE_TYPEHASH + body_hash(message))
+            )
+    return eip712.digest(domain, struct)
+
+
+def sign(
+    key: PrivateKey,
+    message: M,
+    chain_id: int,
+    sender: Address,
+    partner: Address,
+    balance_hash: BalanceHash | None = None,
+) -> M:
+    """`message` with its signature made by `key` (the sender's)."""
+    signature = sign_digest(key, digest(message, chain_id, sender, partner, balance_hash))
+    return dataclasses.replace(message, signature=signature)
+
+
+def signer_of(
+    message: Message,
+    chain_id: int,
+    sender: Address,
+    partner: Address,
+    balance_hash: BalanceHash | None = None,
+) -> Address:
+    """Who signed `message`; raises `InvalidSignature` if it is malformed.
+
+    The caller compares the result with the expected signer: a signature over anything
+    else (another channel, balance, chain) recovers some other address.
+    """
+    return recover(digest(message, chain_id, sender, partner, balance_hash), message.signature)

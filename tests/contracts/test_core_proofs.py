@@ -1,0 +1,135 @@
+"""Balance proofs made by the protocol core are what the contract accepts and pays.
+
+Belongs here: the cross-check between `offchain.protocol.channel` (the node's view of a
+channel, message by message) and the token network: the partner's latest proof from each
+view closes and updates the channel on chain, and settle pays what the core's view of the
+balances says (docs/spec.md I-C2).
+"""
+
+from __future__ import annotations
+
+import boa
+from hypothesis import given
+from hypothesis import strategies as st
+
+from offchain.protocol import channel as ch
+from offchain.protocol.channel import ChannelState, EndState, Rejected
+from offchain.protocol.crypto import keccak256, sha256
+from offchain.protocol.locks import Lock
+from offchain.protocol.settlement import ParticipantTotals, settlement_payout
+from offchain.protocol.types import Generation, PrivateKey, Secret, Timestamp, TokenAmount
+from tests.lib import harness
+from tests.lib.harness import Account, Deployment
+
+DEPOSIT_A, DEPOSIT_B = 1_000, 600
+
+
+def _views(d: Deployment, a: Account, b: Account) -> tuple[ChannelState, ChannelState]:
+    generation = Generation(d.generation(a, b))
+    chain_id = boa.env.evm.patch.chain_id
+    network = harness.raw(d.network.address)
+    end_a = EndState(a.raw, deposit=TokenAmount(DEPOSIT_A))
+    end_b = EndState(b.raw, deposit=TokenAmount(DEPOSIT_B))
+    window = harness.SETTLE_WINDOW
+
+    def view(our: EndState, partner: EndState) -> ChannelState:
+        return ChannelState(chain_id, network, generation, window, 60, our, partner)
+
+    return view(end_a, end_b), view(end_b, end_a)
+
+
+step = st.tuples(
+    st.sampled_from(["direct", "lock", "unlock", "expire"]),
+    st.booleans(),  # True: A sends, False: B sends
+    st.integers(1, 120),
+)
+
+
+@given(steps=st.lists(step, max_size=12))
+def test_settle__proofs_from_the_core__pays_what_the_core_predicts(
+    deployed: Deployment, accounts: list[Account], steps: list[tuple[str, bool, int]]
+) -> None:
+    d = deployed
+    a, b = accounts[6], accounts[7]
+    with boa.env.anchor():
+        for account in (a, b):
+            d.fund(account, 10**6)
+        d.open(a, b, deposit_a=DEPOSIT_A, deposit_b=DEPOSIT_B)
+        view_a, view_b = _views(d, a, b)
+        keys = {True: PrivateKey(a.key), False: PrivateKey(b.key)}
+        now = Timestamp(harness.now())
+        secrets: dict[bytes, Secret] = {}
+        counter = 0
+        for kind, from_a, amount in steps:
+            sender, receiver = (view_a, view_b) if from_a else (view_b, view_a)
+            counter += 1
+            made: object
+            if kind == "direct":
+                made = ch.make_direct_transfer(sender, keys[from_a], TokenAmount(amount), counter)
+            elif kind == "lock":
+                secret = Secret(keccak256(counter.to_bytes(4, "big")))
+                lock = Lock(Timestamp(now + 600), TokenAmount(amount), sha256(secret))  # type: ignore[arg-type]
+                secrets[lock.secrethash] = secret
+                made = ch.make_locked_transfer(
+                    sender, keys[from_a], lock, counter, receiver.our.address, lock.amount, now
+                )
+            elif kind == "unlock" and sender.our.locks:
+                secret = secrets[sender.our.locks[0].secrethash]
+                made = ch.make_unlock(sender, keys[from_a], secret, counter)
+            else:
+                continue
+            if isinstance(made, Rejected):
+                continue
+            new_sender, message = made  # type: ignore[misc]
+            new_receiver = ch.receive(receiver, message, now)
+            assert not isinstance(new_receiver, Rejected), new_receiver
+            view_a, view_b = (new_sender, new_receiver) if from_a else (new_receiver, new_sender)
+
+        # On chain: A closes with B's latest proof as A holds it; B updates with A's.
+        proof_b, proof_a = view_a.partner, view_b.partner
+        with boa.env.prank(a.address):
+            d.network.close_channel(
+                a.address,
+                b.address,
+                proof_b.nonce,
+                proof_b.balance_hash if proof_b.nonce else bytes(32),
+                proof_b.additional_hash if proof_b.nonce else bytes(32),
+                proof_b.signature or b"",
+                b"",
+            )
+        if proof_a.nonce:
+            with boa.env.prank(b.address):
+                d.network.update_non_closing_balance_proof(
+                    a.address,
+                    b.address,
+                    proof_a.nonce,
+                    proof_a.balance_hash,
+                    proof_a.additional_hash,
+                    proof_a.signature,
+                    harness.ZERO_ADDRESS,
+                    0,
+                    b"",
+                )
+        boa.env.time_travel(seconds=harness.SETTLE_WINDOW + 1)
+        before = d.token.balanceOf(a.address), d.token.balanceOf(b.address)
+        args_a = (
+            (proof_a.transferred, proof_a.locked, proof_a.locksroot)
+            if proof_a.nonce
+            else (0, 0, bytes(32))
+        )
+        args_b = (
+            (proof_b.transferred, proof_b.locked, proof_b.locksroot)
+            if proof_b.nonce
+            else (0, 0, bytes(32))
+        )
+        d.network.settle_channel(a.address, *args_a, b.address, *args_b)
+        paid = d.token.balanceOf(a.address) - before[0], d.token.balanceOf(b.address) - before[1]
+
+        expected = settlement_payout(
+            ParticipantTotals(DEPOSIT_A, 0, proof_a.transferred, proof_a.locked),
+            ParticipantTotals(DEPOSIT_B, 0, proof_b.transferred, proof_b.locked),
+        )
+        assert paid == (expected.payout1, expected.payout2)
+        # With honest views, each side's payout is its balance minus its own pending locks.
+        assert paid[0] == ch.balance(view_a.our, view_a.partner) - view_a.our.locked
+        assert paid[1] == ch.balance(view_b.our, view_b.partner) - view_b.our.locked

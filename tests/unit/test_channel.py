@@ -1,0 +1,260 @@
+"""Channel transitions: our balance-proof messages, and every check on the partner's.
+
+Two views of one channel (A's and B's) are kept side by side: what A makes, B receives,
+and after each step B's copy of A's end must equal A's own (nonce, amounts, locks, the
+signature it can take to the chain).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from offchain.protocol import channel as ch
+from offchain.protocol.channel import ChannelState, EndState, Rejected
+from offchain.protocol.crypto import address_from_private_key, keccak256, sha256
+from offchain.protocol.locks import MAX_PENDING_LOCKS, Lock
+from offchain.protocol.messages import LockedTransfer, LockReturn, ReturnReason
+from offchain.protocol.types import (
+    Address,
+    Generation,
+    Nonce,
+    PrivateKey,
+    Secret,
+    SecretHash,
+    Timestamp,
+    TokenAmount,
+)
+
+KEY_A = PrivateKey(keccak256(b"channel test a"))
+KEY_B = PrivateKey(keccak256(b"channel test b"))
+A = address_from_private_key(KEY_A)
+B = address_from_private_key(KEY_B)
+NETWORK = Address(b"\x77" * 20)
+NOW = Timestamp(1_700_000_000)
+SETTLE = 3600
+REVEAL = 60
+
+
+def views(deposit_a: int = 100, deposit_b: int = 50) -> tuple[ChannelState, ChannelState]:
+    end_a = EndState(A, deposit=TokenAmount(deposit_a))
+    end_b = EndState(B, deposit=TokenAmount(deposit_b))
+
+    def view(our: EndState, partner: EndState) -> ChannelState:
+        return ChannelState(1, NETWORK, Generation(1), SETTLE, REVEAL, our, partner)
+
+    return view(end_a, end_b), view(end_b, end_a)
+
+
+def secret(n: int) -> tuple[Secret, SecretHash]:
+    value = Secret(keccak256(b"secret" + bytes([n])))
+    return value, SecretHash(sha256(value))
+
+
+def lock(n: int, amount: int = 10, expiration: int = NOW + 600) -> Lock:
+    return Lock(Timestamp(expiration), TokenAmount(amount), secret(n)[1])
+
+
+def ok(result: object) -> tuple[ChannelState, object]:
+    assert not isinstance(result, Rejected), result
+    assert isinstance(result, tuple)
+    return result
+
+
+def deliver(receiver: ChannelState, message: ch.BalanceProofMessage, **kw: object) -> ChannelState:
+    result = ch.receive(receiver, message, NOW, **kw)  # type: ignore[arg-type]
+    assert not isinstance(result, Rejected), result
+    return result
+
+
+def same_view(sender: ChannelState, receiver: ChannelState) -> None:
+    assert receiver.partner == sender.our
+
+
+def test_direct_transfer__valid__both_views_agree() -> None:
+    a, b = views()
+    a, message = ok(ch.make_direct_transfer(a, KEY_A, TokenAmount(30), 1))
+    b = deliver(b, message)  # type: ignore[arg-type]
+    same_view(a, b)
+    assert ch.balance(b.our, b.partner) == 80
+    assert ch.spendable(a.our, a.partner) == 70
+
+
+def test_direct_transfer__over_capacity__rejected_locally() -> None:
+    a, _ = views()
+    assert ch.make_direct_transfer(a, KEY_A, TokenAmount(101), 1) == Rejected(
+        "insufficient capacity"
+    )
+
+
+def test_receive__each_bad_field__rejected_and_state_unchanged() -> None:
+    a, b = views()
+    _, message = ok(ch.make_direct_transfer(a, KEY_A, TokenAmount(5), 1))
+    cases = {
+        "wrong token network": dataclasses.replace(message, token_network=b"\x01" * 20),
+        "wrong channel generation": dataclasses.replace(message, generation=2),
+        "nonce 2 is not 1": dataclasses.replace(message, nonce=2),
+        "signature does not match the partner's balance": dataclasses.replace(message, amount=6),
+    }
+    for reason, bad in cases.items():
+        assert ch.receive(b, bad, NOW) == Rejected(reason)  # type: ignore[arg-type]
+    high_s = dataclasses.replace(message, signature=message.signature[:32] + b"\xff" * 32 + b"\x1b")  # type: ignore[attr-defined]
+    result = ch.receive(b, high_s, NOW)  # type: ignore[arg-type]
+    assert isinstance(result, Rejected) and result.reason.startswith("malformed signature")
+
+
+def test_receive__duplicate_message__rejected_once_applied() -> None:
+    a, b = views()
+    _, message = ok(ch.make_direct_transfer(a, KEY_A, TokenAmount(5), 1))
+    b = deliver(b, message)  # type: ignore[arg-type]
+    assert ch.receive(b, message, NOW) == Rejected("nonce 1 is not 2")  # type: ignore[arg-type]
+
+
+def test_receive__signed_by_a_stranger__rejected() -> None:
+    a, b = views()
+    stranger_key = PrivateKey(keccak256(b"channel test stranger"))
+    _, message = ok(ch.make_direct_transfer(a, stranger_key, TokenAmount(5), 1))
+    assert ch.receive(b, message, NOW) == Rejected(  # type: ignore[arg-type]
+        "signature does not match the partner's balance"
+    )
+
+
+def test_receive__direct_over_partner_capacity__rejected() -> None:
+    a, b = views()
+    rich = dataclasses.replace(a, our=dataclasses.replace(a.our, deposit=TokenAmount(1000)))
+    _, message = ok(ch.make_direct_transfer(rich, KEY_A, TokenAmount(500), 1))
+    assert ch.receive(b, message, NOW) == Rejected("amount exceeds the partner's capacity")  # type: ignore[arg-type]
+
+
+def test_locked_transfer_then_unlock__valid__amount_moves_from_locked_to_transferred() -> None:
+    a, b = views()
+    value, _ = secret(1)
+    a, message = ok(ch.make_locked_transfer(a, KEY_A, lock(1), 7, B, TokenAmount(10), NOW))
+    b = deliver(b, message)  # type: ignore[arg-type]
+    same_view(a, b)
+    assert (b.partner.locked, ch.spendable(a.our, a.partner)) == (10, 90)
+    a, unlock = ok(ch.make_unlock(a, KEY_A, value, 7))
+    b = deliver(b, unlock)  # type: ignore[arg-type]
+    same_view(a, b)
+    assert (b.partner.transferred, b.partner.locked) == (10, 0)
+
+
+@pytest.mark.parametrize(
+    ("bad_lock", "reason"),
+    [
+        (lock(1, expiration=NOW + REVEAL), "lock expires too soon"),
+        (lock(1, expiration=NOW + SETTLE + 1), "lock expires after the settle window"),
+        (lock(1, amount=0), "lock amount must be positive"),
+        (lock(1, amount=101), "insufficient capacity"),
+    ],
+)
+def test_locked_transfer__bad_lock__rejected_by_sender_and_receiver(
+    bad_lock: Lock, reason: str
+) -> None:
+    a, b = views()
+    assert ch.make_locked_transfer(a, KEY_A, bad_lock, 1, B, TokenAmount(0), NOW) == Rejected(
+        reason
+    )
+    # A forged message with the same lock is refused by the receiver for the same reason.
+    forged = LockedTransfer(
+        NETWORK,
+        Generation(1),
+        Nonce(1),
+        1,
+        bad_lock.expiration,
+        bad_lock.amount,
+        bad_lock.secrethash,
+        B,
+        TokenAmount(0),
+        b"\x00" * 65,  # type: ignore[arg-type]
+    )
+    assert ch.receive(b, forged, NOW) == Rejected(reason)
+
+
+def test_locked_transfer__same_secrethash_twice__rejected() -> None:
+    a, _ = views()
+    a, _ = ok(ch.make_locked_transfer(a, KEY_A, lock(1), 1, B, TokenAmount(10), NOW))
+    assert ch.make_locked_transfer(a, KEY_A, lock(1), 2, B, TokenAmount(10), NOW) == Rejected(
+        "secrethash already locked"
+    )
+
+
+def test_locked_transfer__cap_reached__rejected() -> None:
+    a, _ = views(deposit_a=10**6)
+    for n in range(MAX_PENDING_LOCKS):
+        item = Lock(
+            Timestamp(NOW + 600), TokenAmount(1), SecretHash(keccak256(n.to_bytes(4, "big")))
+        )
+        a, _ = ok(ch.make_locked_transfer(a, KEY_A, item, n, B, TokenAmount(1), NOW))
+    assert ch.make_locked_transfer(
+        a, KEY_A, lock(1, amount=1), 9, B, TokenAmount(1), NOW
+    ) == Rejected("too many pending locks")
+
+
+def test_lock_expired__after_expiry__receiver_accepts_and_locked_falls() -> None:
+    a, b = views()
+    a, message = ok(ch.make_locked_transfer(a, KEY_A, lock(1), 1, B, TokenAmount(10), NOW))
+    b = deliver(b, message)  # type: ignore[arg-type]
+    later = Timestamp(NOW + 601)
+    assert ch.make_lock_expired(a, KEY_A, lock(1).secrethash, Timestamp(NOW + 600)) == Rejected(
+        "lock not expired"
+    )
+    a, expired = ok(ch.make_lock_expired(a, KEY_A, lock(1).secrethash, later))
+    assert ch.receive(b, expired, NOW) == Rejected("lock not expired")  # type: ignore[arg-type]
+    assert ch.receive(b, expired, later, secret_registered_in_time=True) == Rejected(  # type: ignore[arg-type]
+        "secret registered on chain before the lock expired"
+    )
+    b2 = ch.receive(b, expired, later)  # type: ignore[arg-type]
+    assert isinstance(b2, ChannelState)
+    same_view(a, b2)
+    assert b2.partner.locked == 0
+
+
+def test_lock_return__mirror_lock__payer_capacity_restored() -> None:
+    a, b = views(deposit_a=100, deposit_b=50)
+    a, message = ok(
+        ch.make_locked_transfer(a, KEY_A, lock(1, amount=40), 1, B, TokenAmount(40), NOW)
+    )
+    b = deliver(b, message)  # type: ignore[arg-type]
+    assert ch.spendable(a.our, a.partner) == 60
+    b, returned = ok(ch.make_lock_return(b, KEY_B, lock(1).secrethash, 1, ReturnReason.NO_ROUTE, B))
+    a = deliver(a, returned)  # type: ignore[arg-type]
+    same_view(b, a)
+    assert ch.spendable(a.our, a.partner) == 100
+    assert ch.spendable(b.our, b.partner) == 50  # B's mirror lock is netted against A's
+
+
+def test_lock_return__not_a_mirror__rejected() -> None:
+    a, b = views()
+    a, message = ok(
+        ch.make_locked_transfer(a, KEY_A, lock(1, amount=40), 1, B, TokenAmount(40), NOW)
+    )
+    b = deliver(b, message)  # type: ignore[arg-type]
+    # B locks something else back under another secrethash: not a return of A's lock.
+    _, other = ok(ch.make_locked_transfer(b, KEY_B, lock(2, amount=40), 1, A, TokenAmount(40), NOW))
+    fake = LockReturn(
+        NETWORK,
+        Generation(1),
+        Nonce(1),
+        1,
+        lock(2).expiration,
+        TokenAmount(40),
+        lock(2).secrethash,
+        ReturnReason.NO_ROUTE,
+        B,
+        other.signature,  # type: ignore[attr-defined]
+    )
+    assert ch.receive(a, fake, NOW) == Rejected("returned lock does not mirror one of ours")
+
+
+def test_unlock__unknown_lock__rejected() -> None:
+    a, _ = views()
+    value, _ = secret(3)
+    assert ch.make_unlock(a, KEY_A, value, 1) == Rejected("no such lock")
+
+
+def test_closed_channel__no_new_messages() -> None:
+    a, _ = views()
+    closed = dataclasses.replace(a, phase=ch.ChannelPhase.CLOSED)
+    assert ch.make_direct_transfer(closed, KEY_A, TokenAmount(1), 1) == Rejected("channel not open")
