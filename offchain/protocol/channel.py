@@ -50,6 +50,7 @@ BalanceProofMessage = DirectTransfer | LockedTransfer | LockReturn | Unlock | Lo
 NONCE_LIMIT: Final = 2**64 - 1
 ZERO_AMOUNT: Final = TokenAmount(0)
 NO_NONCE: Final = Nonce(0)
+NO_TIME: Final = Timestamp(0)
 
 
 class ChannelPhase(enum.Enum):
@@ -76,6 +77,8 @@ class EndState:
     nonce: Nonce = NO_NONCE
     signature: Signature | None = None
     additional_hash: bytes = bytes(32)
+    withdraw_pending: TokenAmount = ZERO_AMOUNT
+    withdraw_expiration: Timestamp = NO_TIME
 
     @property
     def locked(self) -> TokenAmount:
@@ -143,8 +146,13 @@ def returned_amount(end: EndState, other: EndState) -> TokenAmount:
 
 
 def spendable(end: EndState, other: EndState) -> TokenAmount:
-    """What `end` can still send or lock towards `other` (never negative)."""
-    free = balance(end, other) - end.locked + returned_amount(end, other)
+    """What `end` can still send or lock towards `other` (never negative).
+
+    A withdraw being signed (`withdraw_pending` above `withdrawn`) is reserved: once both
+    signatures exist either party may put it on chain.
+    """
+    reserved = max(end.withdraw_pending - end.withdrawn, 0)
+    free = balance(end, other) - end.locked + returned_amount(end, other) - reserved
     return TokenAmount(max(free, 0))
 
 

@@ -8,11 +8,14 @@ balances says (docs/spec.md I-C2).
 
 from __future__ import annotations
 
+import dataclasses
+
 import boa
 from hypothesis import given
 from hypothesis import strategies as st
 
 from offchain.protocol import channel as ch
+from offchain.protocol import cooperative as coop
 from offchain.protocol.channel import ChannelState, EndState, Rejected
 from offchain.protocol.crypto import keccak256, sha256
 from offchain.protocol.locks import Lock
@@ -133,3 +136,75 @@ def test_settle__proofs_from_the_core__pays_what_the_core_predicts(
         # With honest views, each side's payout is its balance minus its own pending locks.
         assert paid[0] == ch.balance(view_a.our, view_a.partner) - view_a.our.locked
         assert paid[1] == ch.balance(view_b.our, view_b.partner) - view_b.our.locked
+
+
+def test_withdraw_and_coop_settle__signed_through_the_core__accepted_by_the_contract(
+    d: Deployment, accounts: list[Account]
+) -> None:
+    a, b = accounts[6], accounts[7]
+    for account in (a, b):
+        d.fund(account, 10**6)
+    d.open(a, b, deposit_a=DEPOSIT_A, deposit_b=DEPOSIT_B)
+    view_a, view_b = _views(d, a, b)
+    key_a, key_b = PrivateKey(a.key), PrivateKey(b.key)
+    now = Timestamp(harness.now())
+    expiration = Timestamp(now + 600)
+
+    made = ch.make_direct_transfer(view_a, key_a, TokenAmount(300), 1)
+    assert not isinstance(made, Rejected)
+    view_a, transfer = made
+    received = ch.receive(view_b, transfer, now)
+    assert isinstance(received, ChannelState)
+    view_b = received
+
+    requested = coop.request_withdraw(view_b, key_b, TokenAmount(700), expiration)
+    assert not isinstance(requested, Rejected)
+    view_b, request = requested
+    confirmed = coop.receive_withdraw_request(view_a, key_a, request, now)
+    assert not isinstance(confirmed, Rejected)
+    view_a, confirmation = confirmed
+    signed = coop.receive_withdraw_confirmation(view_b, request, confirmation)
+    assert isinstance(signed, coop.SignedWithdraw)
+    before_b = d.token.balanceOf(b.address)
+    d.network.set_total_withdraw(
+        b.address,
+        a.address,
+        signed.total_withdraw,
+        signed.expiration,
+        signed.participant_signature,
+        signed.partner_signature,
+    )
+    assert d.token.balanceOf(b.address) - before_b == 700
+    # Both views learn the withdraw from the chain's event.
+    view_a = dataclasses.replace(
+        view_a, partner=dataclasses.replace(view_a.partner, withdrawn=TokenAmount(700))
+    )
+    view_b = dataclasses.replace(
+        view_b, our=dataclasses.replace(view_b.our, withdrawn=TokenAmount(700))
+    )
+
+    offer = coop.request_coop_settle(view_a, key_a, expiration)
+    assert not isinstance(offer, Rejected)
+    response = coop.receive_coop_settle_request(view_b, key_b, offer, now)
+    assert not isinstance(response, Rejected)
+    settled = coop.receive_coop_settle_response(view_a, offer, response)
+    assert isinstance(settled, coop.SignedCoopSettle)
+    before = d.token.balanceOf(a.address), d.token.balanceOf(b.address)
+    first_is_a = a.raw < b.raw
+    total_a, total_b = (
+        (settled.total_withdraw1, settled.total_withdraw2)
+        if first_is_a
+        else (settled.total_withdraw2, settled.total_withdraw1)
+    )
+    d.network.cooperative_settle(
+        a.address,
+        b.address,
+        total_a,
+        total_b,
+        settled.expiration,
+        settled.our_signature,
+        settled.partner_signature,
+    )
+    paid = d.token.balanceOf(a.address) - before[0], d.token.balanceOf(b.address) - before[1]
+    assert paid == (ch.balance(view_a.our, view_a.partner), ch.balance(view_b.our, view_b.partner))
+    assert paid == (DEPOSIT_A - 300, DEPOSIT_B + 300 - 700)
