@@ -300,6 +300,10 @@ def make_unlock(
     lock = channel.our.lock_for(secrethash)
     if lock is None:
         return Rejected("no such lock")
+    if channel.partner.lock_for(secrethash) == lock:
+        # A returned pair pays both ways or not at all: unlocking one half alone would
+        # take back capacity the pair had already freed. It expires as a pair.
+        return Rejected("lock was returned")
     new_our = dataclasses.replace(
         channel.our,
         transferred=TokenAmount(channel.our.transferred + lock.amount),
@@ -421,9 +425,9 @@ def _derive_partner(
                 return Rejected("target amount above the lock amount")
             return dataclasses.replace(partner, locks=(*partner.locks, lock))
         case LockReturn():
+            # Only the netting depends on it mirroring one of our pending locks; if ours was
+            # unlocked meanwhile (the two messages crossed), it is a plain lock in our favour.
             lock = Lock(message.expiration, message.amount, message.secrethash)
-            if our.lock_for(message.secrethash) != lock:
-                return Rejected("returned lock does not mirror one of ours")
             problem = _check_room(partner, our, lock)
             if problem is not None:
                 return problem
@@ -433,6 +437,8 @@ def _derive_partner(
             unlocked = partner.lock_for(secrethash)
             if unlocked is None:
                 return Rejected("unlock of an unknown lock")
+            # Accepted even if we mirrored it: the payer unlocked before our return reached
+            # it. We are paid, and we owe the mirror back (we now know its secret).
             return dataclasses.replace(
                 partner,
                 transferred=TokenAmount(partner.transferred + unlocked.amount),

@@ -15,7 +15,7 @@ from offchain.protocol import channel as ch
 from offchain.protocol.channel import ChannelState, Rejected
 from offchain.protocol.crypto import keccak256
 from offchain.protocol.locks import MAX_PENDING_LOCKS, Lock
-from offchain.protocol.messages import LockedTransfer, LockReturn, ReturnReason
+from offchain.protocol.messages import LockedTransfer, ReturnReason
 from offchain.protocol.types import (
     Generation,
     Nonce,
@@ -31,7 +31,6 @@ from tests.lib.channel_views import (
     NOW,
     REVEAL,
     SETTLE,
-    A,
     B,
     lock,
     secret,
@@ -208,27 +207,24 @@ def test_lock_return__mirror_lock__payer_capacity_restored() -> None:
     assert ch.spendable(b.our, b.partner) == 50  # B's mirror lock is netted against A's
 
 
-def test_lock_return__not_a_mirror__rejected() -> None:
-    a, b = views()
-    a, message = ok(
-        ch.make_locked_transfer(a, KEY_A, lock(1, amount=40), 1, B, TokenAmount(40), NOW)
-    )
+def test_lock_return__crossing_an_unlock__both_accepted_and_mirror_owed() -> None:
+    """Regression: found by tests/property/test_channel_property.py (a deadlock)."""
+    # A unlocks its lock while B's return of it is on the way: each message is valid.
+    a, b = views(deposit_a=100, deposit_b=50)
+    value, _ = secret(1)
+    a, message = ok(ch.make_locked_transfer(a, KEY_A, lock(1), 1, B, TokenAmount(10), NOW))
     b = deliver(b, message)  # type: ignore[arg-type]
-    # B locks something else back under another secrethash: not a return of A's lock.
-    _, other = ok(ch.make_locked_transfer(b, KEY_B, lock(2, amount=40), 1, A, TokenAmount(40), NOW))
-    fake = LockReturn(
-        NETWORK,
-        Generation(1),
-        Nonce(1),
-        1,
-        lock(2).expiration,
-        TokenAmount(40),
-        lock(2).secrethash,
-        ReturnReason.NO_ROUTE,
-        B,
-        other.signature,  # type: ignore[attr-defined]
-    )
-    assert ch.receive(a, fake, NOW) == Rejected("returned lock does not mirror one of ours")
+    a, unlock = ok(ch.make_unlock(a, KEY_A, value, 1))
+    b, returned = ok(ch.make_lock_return(b, KEY_B, lock(1).secrethash, 1, ReturnReason.NO_ROUTE, B))
+    a = deliver(a, returned)  # type: ignore[arg-type]
+    b = deliver(b, unlock)  # type: ignore[arg-type]
+    same_view(a, b)
+    same_view(b, a)
+    # B was paid 10 and still locks 10 back towards A; it knows the secret and pays it back.
+    b, unlock_back = ok(ch.make_unlock(b, KEY_B, value, 1))
+    a = deliver(a, unlock_back)  # type: ignore[arg-type]
+    assert ch.balance(a.our, a.partner) == 100
+    assert ch.balance(b.our, b.partner) == 50
 
 
 def test_unlock__unknown_lock__rejected() -> None:
@@ -241,3 +237,14 @@ def test_closed_channel__no_new_messages() -> None:
     a, _ = views()
     closed = dataclasses.replace(a, phase=ch.ChannelPhase.CLOSED)
     assert ch.make_direct_transfer(closed, KEY_A, TokenAmount(1), 1) == Rejected("channel not open")
+
+
+def test_unlock__returned_lock__refused_by_its_payer() -> None:
+    """Regression: found by tests/property/test_channel_property.py (I-P3 broken)."""
+    a, b = views(deposit_a=100, deposit_b=50)
+    value, _ = secret(1)
+    a, message = ok(ch.make_locked_transfer(a, KEY_A, lock(1), 1, B, TokenAmount(10), NOW))
+    b = deliver(b, message)  # type: ignore[arg-type]
+    b, returned = ok(ch.make_lock_return(b, KEY_B, lock(1).secrethash, 1, ReturnReason.NO_ROUTE, B))
+    a = deliver(a, returned)  # type: ignore[arg-type]
+    assert ch.make_unlock(a, KEY_A, value, 1) == Rejected("lock was returned")
