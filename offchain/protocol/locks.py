@@ -87,7 +87,13 @@ def locksroot(locks: Sequence[Lock]) -> Locksroot:
     The cap ``MAX_PENDING_LOCKS`` is a channel rule and is not enforced here, so that a
     proof received from a misbehaving partner can still be hashed and judged.
     """
+    if not locks:
+        return EMPTY_LOCKSROOT
     return Locksroot(keccak256(encode_locks(locks)))
+
+
+EMPTY_LOCKSROOT: Final = Locksroot(keccak256(b""))
+"""The locksroot of no pending locks."""
 
 
 def balance_hash(

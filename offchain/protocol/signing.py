@@ -12,6 +12,7 @@ the byte encoding (`codec`, used for the body hash).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Final, TypeVar
 
 from offchain.protocol import codec, eip712
@@ -42,6 +43,12 @@ def body_hash(message: Message) -> bytes:
     return keccak256(codec.encode_body(message))
 
 
+@functools.lru_cache(maxsize=256)
+def _domain(chain_id: int, token_network: Address) -> eip712.Domain:
+    # One per token network a node uses; its separator is a keccak we need not redo.
+    return eip712.Domain(chain_id=chain_id, verifying_contract=token_network)
+
+
 def digest(
     message: Message,
     chain_id: int,
@@ -54,7 +61,7 @@ def digest(
     `sender` and `partner` are the channel's two ends (they name the channel id);
     `balance_hash` is required for balance-proof messages and ignored otherwise.
     """
-    domain = eip712.Domain(chain_id=chain_id, verifying_contract=message.token_network)
+    domain = _domain(chain_id, message.token_network)
     match message.SIGNING:
         case Signing.BALANCE_PROOF:
             if balance_hash is None:
