@@ -19,7 +19,12 @@ from typing import Any
 
 import pytest
 
-from tests.property.test_token_network_model import MAX_REWARD, TokenNetworkMachine
+from tests.property.test_token_network_model import (
+    MAX_REWARD,
+    UINT64_MAX,
+    UINT256_MAX,
+    TokenNetworkMachine,
+)
 
 pytestmark = pytest.mark.usefixtures("token_network_world")
 
@@ -145,7 +150,7 @@ def test_every_invalid_call_reverts_and_changes_nothing(state: TokenNetworkMachi
         fraction=10,
     )
     step(state, state.offchain, pick=0, kind="lock", fraction=10, lifetime=5000)
-    for kind in range(10):
+    for kind in range(11):
         for side in (0, 1):
             state._invalid_on_open_channel(0, side, kind)
             state.check_all()
@@ -166,4 +171,63 @@ def test_every_invalid_call_reverts_and_changes_nothing(state: TokenNetworkMachi
     step(state, state.unlock, pick=0, caller=1)
     for kind in range(3):
         state._invalid_unlock(0, 0, kind)
+        state.check_all()
+
+
+def test_byzantine_proofs_at_the_uint256_limits_settle_and_unlock(
+    state: TokenNetworkMachine,
+) -> None:
+    """Side 1 signs L = 2**256 - 1 under the empty locksroot; side 0 signs T = L = 2**256 - 1
+    with the last nonce and locks of any amount. Both reach the chain (close, then an
+    update by anyone's delegate); settle saturates instead of reverting (I-C4) and both
+    retained sets unlock, the empty one included."""
+    step(state, state.open_channel, pick=0, second=False, window=600, deposit=1000)
+    step(
+        state,
+        state.deposit_or_withdraw,
+        pick=0,
+        side=1,
+        withdraw=False,
+        by_partner=False,
+        amount=500,
+        fraction=1,
+    )
+    step(state, state.offchain, pick=0, kind="transfer", fraction=10, lifetime=1)
+    step(
+        state,
+        state.sign_arbitrary,
+        pick=0,
+        side=1,
+        transferred=0,
+        locked=UINT256_MAX,
+        locks="none",
+        amounts=[1],
+        lifetime=1,
+        last_nonce=False,
+    )
+    step(
+        state,
+        state.sign_arbitrary,
+        pick=0,
+        side=0,
+        transferred=UINT256_MAX,
+        locked=None,
+        locks="fresh",
+        amounts=[UINT256_MAX, 5],
+        lifetime=100,
+        last_nonce=True,
+    )
+    ch = state.channels[0]
+    assert ch.sides[0].nonce == UINT64_MAX
+    step(state, state.close, pick=0, side=0, stale=False, age=0, third_party=False)
+    step(state, state.update, pick=0, age=0, how="anyone", reward=7)
+    step(state, state.register_secret, pick=1)  # the 5-token lock, in time
+    step(state, state.settle, pick=0, first=1, caller=2)
+    assert sorted(len(p.locks) for p in state.pending) == [0, 2]
+    step(state, state.unlock, pick=0, caller=4)
+    step(state, state.unlock, pick=0, caller=4)
+    assert not state.pending
+    step(state, state.open_channel, pick=0, second=True, window=600, deposit=10)
+    for side in (0, 1):
+        state._invalid_on_open_channel(0, side, 10)  # generation 1 proofs are void
         state.check_all()

@@ -6,22 +6,30 @@ through random sequences of opens, deposits, withdraws, off-chain transfers, loc
 unlocks (signed balance proofs), closes with the latest or a stale proof (sometimes by a
 third party), updates by the non-closer or its delegate, secret registrations, time
 travel, settles, unlocks and cooperative settles; and a Python model of the same rules
-that predicts every balance with the oracle `offchain.protocol.settlement`. Invalid calls
-are fired too, and each must revert with its reason and change nothing.
+that predicts every balance with the oracle `offchain.protocol.settlement`. A byzantine
+side may also sign an arbitrary proof (any T and L up to 2**256 - 1, locks that need not
+add up, the last nonce). Invalid calls are fired too, and each must revert with its reason
+and change nothing.
 
-Invariants (numbers of docs/spec.md), checked after every step:
+Invariants (numbers of docs/spec.md section 7), checked after every step:
 - I-C1 conservation: the network holds exactly the total available deposit of every open
   or closed channel plus the tokens retained for locks not yet unlocked.
 - I-C2 nobody is paid more than the proofs on chain entitle it to: every token balance is
-  what the model computes from the proofs on chain; and a participant whose own latest
-  proof is on chain ends up with no more than the latest proofs entitle it to.
-- I-C3 a newer proof beats an older one: a participant that put its partner's latest
-  proof on chain (close or update) ends up with at least what the latest proofs entitle
-  it to; with both latest proofs on chain, exactly that.
+  what the oracle computes from the proofs on chain (settle 4.1, reward 4.2, unlock 4.3);
+  and, honest proofs only, a participant whose own latest proof is on chain ends up with
+  no more than the latest proofs entitle it to.
+- I-C3 a newer proof beats an older one: the proof that stands on chain is the newest
+  submitted, an update with an older or equal nonce reverts; and, honest proofs only, a
+  participant that put its partner's latest proof on chain (close or update) ends up with
+  at least what the latest proofs entitle it to; with both latest proofs on chain, exactly.
 - I-C4 settle never reverts for a reachable state: every closed channel can be settled
-  once its window is over, with the payouts the oracle predicts.
+  once its window is over (tried in a rolled-back sandbox after every step), with the
+  payouts the oracle predicts; the settle rule itself must never revert.
 - I-C5 a delegate never takes more than the reward it was authorized, nor more than the
-  delegator's share.
+  delegator's share (measured on chain at every settle).
+- Also I-C6 (a proof of an earlier generation does not verify), I-C7 (W1 + W2 <= D1 + D2;
+  totals only rise) and I-C8 (a lock pays only if its secret was registered by its
+  expiration; each retained set unlocks once).
 A further invariant keeps the model honest: every channel's on-chain view (state,
 generation, window or deadline, closer, deposits, withdraws, nonces, balance hashes,
 delegations) equals the model's.
@@ -243,12 +251,7 @@ class TokenNetworkMachine(RuleBasedStateMachine):
 
     def _senders(self) -> list[tuple[int, int]]:
         """(channel, side) pairs of open channels where the side has tokens to spend."""
-        return [
-            (c, i)
-            for c in self._honest()
-            for i in (0, 1)
-            if self.channels[c].available(i) > 0
-        ]
+        return [(c, i) for c in self._honest() for i in (0, 1) if self.channels[c].available(i) > 0]
 
     def _open_locks(self, expired: bool) -> list[tuple[int, int, int]]:
         now = harness.now()
@@ -440,8 +443,7 @@ class TokenNetworkMachine(RuleBasedStateMachine):
         return [
             c
             for c in self._active()
-            if not self.channels[c].byzantine
-            and not any(s.locks for s in self.channels[c].sides)
+            if not self.channels[c].byzantine and not any(s.locks for s in self.channels[c].sides)
         ]
 
     @precondition(lambda self: self._coop_candidates())
