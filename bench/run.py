@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench import gas, protocol
+from bench import gas, protocol, routing
 from scripts.anvil import Anvil
 
 RESULTS = Path(__file__).resolve().with_name("results.json")
@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\nProtocol core (no I/O, one core)\n")
     print("\n".join(f"{name:48s} {value:>12,}" for name, value in core.items()))
     figures.update(core)
+    routes = routing.measure()
+    print("\n".join(f"{name:48s} {value:>12,}" for name, value in routes.items()))
+    figures.update(routes)
     merge_results(args.results, figures)
     print(f"\nmerged {len(figures)} figures into {args.results}")
     if args.record:

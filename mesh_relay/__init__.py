@@ -1,5 +1,64 @@
-"""mesh_relay: delivery of opaque, signed payloads between node addresses over a mesh.
+"""mesh_relay: delivery of opaque, signed, encrypted payloads between node addresses over a
+mesh of devices that relay for each other, with no server and no internet.
 
-It knows nothing of payments. Its core is sans-I/O; sockets live in thin adapters. The
-mesh-relay issue builds it; until then the package holds only this docstring.
+It knows nothing of payments (it imports nothing from ``offchain``). Its core is sans-I/O:
+``MeshNode`` takes inputs (frames, sends, link changes, time) and returns effects (frames
+to send, payloads to deliver, events); adapters own the sockets. docs/mesh.md describes the
+frame format, the routing scheme and its costs, and the security properties and limits.
+
+Modules, from the wire inwards: ``frames`` (encoding), ``identity`` (keys, signatures),
+``envelope`` (end-to-end encryption and acks), ``fragments``, ``neighbours`` (hellos),
+``routing`` (distance vector with feasibility), ``reliability`` (rate limits, backoff),
+``store`` (custody, seen-sets, snapshots), ``accounting``, ``config``, ``effects``,
+``errors``, ``node`` (the composition) and ``sim`` (the deterministic simulator).
 """
+
+from mesh_relay.accounting import RelayCount
+from mesh_relay.config import Link, LinkAddr, MeshConfig
+from mesh_relay.effects import (
+    BROADCAST,
+    Deliver,
+    Effect,
+    EventDelivered,
+    EventExpired,
+    EventInvalidFrame,
+    SendFrame,
+)
+from mesh_relay.errors import (
+    ConfigError,
+    EnvelopeError,
+    FrameDecodeError,
+    MeshError,
+    MeshRecoverableError,
+    MeshUnrecoverableError,
+    MeshValidationError,
+    QueueFull,
+    SnapshotError,
+)
+from mesh_relay.identity import Address
+from mesh_relay.node import MeshNode
+
+__all__ = [
+    "BROADCAST",
+    "Address",
+    "ConfigError",
+    "Deliver",
+    "Effect",
+    "EnvelopeError",
+    "EventDelivered",
+    "EventExpired",
+    "EventInvalidFrame",
+    "FrameDecodeError",
+    "Link",
+    "LinkAddr",
+    "MeshConfig",
+    "MeshError",
+    "MeshNode",
+    "MeshRecoverableError",
+    "MeshUnrecoverableError",
+    "MeshValidationError",
+    "QueueFull",
+    "RelayCount",
+    "SendFrame",
+    "SnapshotError",
+]

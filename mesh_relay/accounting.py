@@ -7,6 +7,10 @@ routed header, which relays cannot authenticate (a fragment's signature is check
 at the destination): the figures are this node's own observations, not proofs; a
 payment scheme must pair them with something the endpoints sign (docs/mesh.md).
 
+The table is bounded (``max_pairs``): relayed frames name origins a relay cannot check,
+so a neighbour could invent pairs without end; beyond the bound, new pairs are added up
+under ``OVERFLOW`` (the zero address twice), which no real node can be.
+
 Does not belong here: prices, payments, anything of ``offchain``.
 """
 
@@ -16,7 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from mesh_relay.identity import Address
+from mesh_relay.identity import ZERO_ADDRESS, Address
+
+OVERFLOW = (ZERO_ADDRESS, ZERO_ADDRESS)
+"""The key under which pairs beyond the bound are counted together."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +38,10 @@ class RelayCount:
 class RelayAccounting:
     """Counters per (origin, destination), growing only; ``view`` is read-only."""
 
-    __slots__ = ("_counts", "_view")
+    __slots__ = ("_counts", "_view", "max_pairs")
 
-    def __init__(self) -> None:
+    def __init__(self, max_pairs: int = 65_536) -> None:
+        self.max_pairs = max_pairs
         self._counts: dict[tuple[Address, Address], RelayCount] = {}
         self._view = MappingProxyType(self._counts)
 
@@ -41,6 +49,9 @@ class RelayAccounting:
         """Count one frame of ``size`` bytes; ``first`` marks a message's first fragment."""
         key = (origin, destination)
         old = self._counts.get(key)
+        if old is None and len(self._counts) >= self.max_pairs:
+            key = OVERFLOW
+            old = self._counts.get(key)
         if old is None:
             self._counts[key] = RelayCount(1, size, 1 if first else 0)
         else:

@@ -108,6 +108,7 @@ class MeshConfig:
     rate_bytes_per_s: float = 256 * 1024
     rate_burst_bytes: float = 512 * 1024
     max_rate_buckets: int = 1_024
+    max_accounting_pairs: int = 65_536
 
     def __post_init__(self) -> None:
         if not MIN_MTU <= self.routed_mtu <= MAX_MTU:
@@ -117,10 +118,23 @@ class MeshConfig:
         if self.max_fragments > MAX_FRAGMENTS:
             raise ConfigError("max_payload needs more than 255 fragments at this routed_mtu")
         positive = (
-            "hello_interval", "neighbour_timeout", "hello_tolerance", "update_interval",
-            "route_hold", "source_hold", "seqno_request_interval", "hop_rto", "hop_rto_max",
-            "e2e_retry", "ack_grace", "max_lifetime", "reassembly_timeout",
-            "relay_dedup_window", "reack_interval", "rate_bytes_per_s", "rate_burst_bytes",
+            "hello_interval",
+            "neighbour_timeout",
+            "hello_tolerance",
+            "update_interval",
+            "route_hold",
+            "source_hold",
+            "seqno_request_interval",
+            "hop_rto",
+            "hop_rto_max",
+            "e2e_retry",
+            "ack_grace",
+            "max_lifetime",
+            "reassembly_timeout",
+            "relay_dedup_window",
+            "reack_interval",
+            "rate_bytes_per_s",
+            "rate_burst_bytes",
         )
         for name in positive:
             if not getattr(self, name) > 0:
@@ -139,10 +153,20 @@ class MeshConfig:
         if self.rate_burst_bytes < self.routed_mtu + 64:
             raise ConfigError("rate_burst_bytes must admit at least one frame")
         counts = (
-            "hop_window", "hop_limit", "max_pending_messages", "max_custody_frames",
-            "max_custody_bytes", "max_reassemblies", "max_reassembly_bytes", "max_seen",
-            "max_relay_dedup", "max_neighbours", "max_destinations", "max_rate_buckets",
+            "hop_window",
+            "hop_limit",
+            "max_pending_messages",
+            "max_custody_frames",
+            "max_custody_bytes",
+            "max_reassemblies",
+            "max_reassembly_bytes",
+            "max_seen",
+            "max_relay_dedup",
+            "max_neighbours",
+            "max_destinations",
+            "max_rate_buckets",
             "seqno_request_hops",
+            "max_accounting_pairs",
         )
         for name in counts:
             if not getattr(self, name) >= 1:

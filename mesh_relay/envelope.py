@@ -54,9 +54,9 @@ def message_id(origin: Address, destination: Address, expiry_ms: int, nonce: byt
     128 bits: a collision needs about 2**64 messages from one origin, and only that origin
     could profit from one (its own messages would be taken as duplicates).
     """
-    return keccak256(
-        _ID_DOMAIN + origin + destination + expiry_ms.to_bytes(6, "big") + nonce
-    )[:MESSAGE_ID_LENGTH]
+    return keccak256(_ID_DOMAIN + origin + destination + expiry_ms.to_bytes(6, "big") + nonce)[
+        :MESSAGE_ID_LENGTH
+    ]
 
 
 def associated_data(
@@ -87,7 +87,9 @@ def seal(
     cipher = ChaCha20_Poly1305.new(key=key, nonce=_NONCE)
     cipher.update(header)
     ciphertext, tag = cipher.encrypt_and_digest(payload)
-    signature = identity.sign(keccak256(_MESSAGE_DOMAIN + header + ephemeral_public + ciphertext + tag))
+    signature = identity.sign(
+        keccak256(_MESSAGE_DOMAIN + header + ephemeral_public + ciphertext + tag)
+    )
     return ephemeral_public + signature + ciphertext + tag
 
 
@@ -135,9 +137,7 @@ def sign_ack(identity: Identity, message_id_: bytes, origin: Address) -> bytes:
     return identity.sign(ack_digest(message_id_, origin, identity.address))
 
 
-def verify_ack(
-    signature: bytes, message_id_: bytes, origin: Address, destination: Address
-) -> bool:
+def verify_ack(signature: bytes, message_id_: bytes, origin: Address, destination: Address) -> bool:
     """True when ``signature`` is ``destination``'s ack of ``origin``'s message."""
     try:
         signer, _ = recover(ack_digest(message_id_, origin, destination), signature)

@@ -112,9 +112,7 @@ class Identity:
         """
         counter = 0
         while True:
-            candidate = keccak256(
-                domain + self._key.secret + material + counter.to_bytes(4, "big")
-            )
+            candidate = keccak256(domain + self._key.secret + material + counter.to_bytes(4, "big"))
             if 0 < int.from_bytes(candidate, "big") < SECP256K1_N:
                 return candidate
             counter += 1  # pragma: no cover -- probability about 2**-128

@@ -76,7 +76,9 @@ class NeighbourTable:
         if abs(hello.time_ms - now * 1000) > tolerance_ms:
             return HelloResult(HelloVerdict.STALE)
         try:
-            address, _ = recover(hello_digest(hello.seqno, hello.time_ms, hello.nonce), hello.signature)
+            address, _ = recover(
+                hello_digest(hello.seqno, hello.time_ms, hello.nonce), hello.signature
+            )
         except EnvelopeError:
             return HelloResult(HelloVerdict.BAD_SIGNATURE)
         if address == self._me:

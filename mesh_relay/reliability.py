@@ -69,4 +69,4 @@ class RateLimiter:
 
 def backoff(base: float, attempt: int, cap: float) -> float:
     """Delay before retry number ``attempt`` (0 for the first send): base * 2**attempt, capped."""
-    return min(cap, base * (2 ** min(attempt, 30)))
+    return min(cap, base * float(2 ** min(attempt, 30)))

@@ -25,9 +25,18 @@ frames), neighbour discovery (``neighbours``), forwarding of data (``store``, ``
 
 from __future__ import annotations
 
+import functools
+
 from mesh_relay.config import LinkAddr, MeshConfig
 from mesh_relay.errors import EnvelopeError
-from mesh_relay.frames import METRIC_INFINITY, UINT32_MAX, RouteAdvert, SeqnoRequest, route_digest
+from mesh_relay.frames import (
+    METRIC_INFINITY,
+    UINT32_MAX,
+    RouteAdvert,
+    RouteEntry,
+    SeqnoRequest,
+    route_digest,
+)
 from mesh_relay.identity import SIGNATURE_LENGTH, Address, Identity, recover
 
 NeighbourKey = tuple[str, LinkAddr]
@@ -36,6 +45,22 @@ NeighbourKey = tuple[str, LinkAddr]
 _NO_SIGNATURE = bytes(SIGNATURE_LENGTH)
 """Retractions carry no signature: they only withdraw the sender's own route."""
 _NEVER = float("inf")
+_UNKNOWN_REQUEST_HOPS = 3
+"""Reach of a request for a destination never heard of: neighbours and theirs."""
+
+
+@functools.lru_cache(maxsize=1 << 15)
+def _route_signer(destination: bytes, seqno: int, signature: bytes) -> Address | str:
+    """The address that signed (destination, seqno), or why the signature is bad.
+
+    Memoised (a pure function): the same advert reaches a node from every neighbour,
+    and all nodes of a simulation share one process.
+    """
+    try:
+        signer, _ = recover(route_digest(destination, seqno), signature)
+    except EnvelopeError as exc:
+        return f"route advert: {exc}"
+    return signer
 
 
 class Route:
@@ -64,8 +89,16 @@ class Destination:
     """Routes to one destination, the selected one, and the feasibility distance."""
 
     __slots__ = (
-        "fd_metric", "fd_seqno", "forget_at", "last_request", "routes", "sel_metric",
-        "sel_seqno", "selected",
+        "fd_metric",
+        "fd_seqno",
+        "forget_at",
+        "key_seqno",
+        "key_signature",
+        "last_request",
+        "routes",
+        "sel_metric",
+        "sel_seqno",
+        "selected",
     )
 
     def __init__(self) -> None:
@@ -75,6 +108,10 @@ class Destination:
         """Seqno and metric of ``selected`` when it was last (re)selected: routes are
         updated in place, so this is what tells whether the selection changed."""
         self.sel_metric = METRIC_INFINITY
+        self.key_seqno = -1
+        """A verified (seqno, signature) of the destination, kept while no route is: the
+        public key for sealing messages that wait for a route."""
+        self.key_signature = _NO_SIGNATURE
         self.fd_seqno = -1
         self.fd_metric = METRIC_INFINITY
         self.forget_at = _NEVER
@@ -83,7 +120,9 @@ class Destination:
     def feasible(self, seqno: int, advertised: int) -> bool:
         """Babel's condition: newer seqno, or same seqno and strictly smaller metric."""
         fd_seqno = self.fd_seqno
-        return fd_seqno < 0 or seqno > fd_seqno or (seqno == fd_seqno and advertised < self.fd_metric)
+        return (
+            fd_seqno < 0 or seqno > fd_seqno or (seqno == fd_seqno and advertised < self.fd_metric)
+        )
 
 
 class RoutingTable:
@@ -102,8 +141,11 @@ class RoutingTable:
         self._last_bump = -_NEVER
         self._dests: dict[Address, Destination] = {}
         self._forwarded_requests: dict[tuple[Address, int], float] = {}
-        self.changed: set[Address] = set()
-        self.rerouted: set[Address] = set()
+        self._unknown_requests: dict[Address, float] = {}
+        # Ordered (dicts, not sets): iteration order must not depend on hash seeds, so a
+        # simulation is a pure function of its seed.
+        self.changed: dict[Address, None] = {}
+        self.rerouted: dict[Address, None] = {}
         self.requests: list[tuple[SeqnoRequest, NeighbourKey | None]] = []
         self.invalid: list[str] = []
         self.rejected_full = 0
@@ -115,7 +157,7 @@ class RoutingTable:
         if self.seqno == 0:
             self.seqno = min(UINT32_MAX, max(1, int(now)))
             self._sign_self()
-            self.changed.add(self.me)
+            self.changed[self.me] = None
 
     def _sign_self(self) -> None:
         self.self_signature = self._identity.sign(route_digest(self.me, self.seqno))
@@ -125,7 +167,7 @@ class RoutingTable:
         if seqno >= self.seqno:
             self.seqno = min(UINT32_MAX, seqno + 1)
             self._sign_self()
-            self.changed.add(self.me)
+            self.changed[self.me] = None
 
     def bump_seqno(self, now: float) -> None:
         """Advertise a higher own seqno: it makes every route to us feasible again."""
@@ -134,12 +176,12 @@ class RoutingTable:
         self.seqno = min(UINT32_MAX, max(self.seqno + 1, int(now)))
         self._last_bump = now
         self._sign_self()
-        self.changed.add(self.me)
+        self.changed[self.me] = None
 
     # -- inputs ---------------------------------------------------------------------------
 
     def receive_routes(
-        self, neighbour: NeighbourKey, cost: int, entries: tuple[RouteAdvert, ...], now: float
+        self, neighbour: NeighbourKey, cost: int, entries: tuple[RouteEntry, ...], now: float
     ) -> None:
         """Process a ROUTES frame from ``neighbour`` (link cost ``cost``)."""
         dests = self._dests
@@ -161,26 +203,43 @@ class RoutingTable:
                     continue
                 if not self._verified(destination, seqno, signature, None):
                     continue
+                # A destination heard of for the first time: its one route is selected
+                # (no FD yet, so feasible); done inline, it is half of all the work of
+                # a new mesh's convergence.
                 dest = Destination()
                 dests[destination] = dest
-                dest.routes[neighbour] = Route(
-                    neighbour, seqno, advertised, metric, signature, expires
-                )
-                self._reselect(destination, dest, now)
+                first = Route(neighbour, seqno, advertised, metric, signature, expires)
+                dest.routes[neighbour] = first
+                dest.selected = first
+                dest.fd_seqno = dest.sel_seqno = dest.key_seqno = seqno
+                dest.fd_metric = dest.sel_metric = metric
+                dest.key_signature = signature
+                self.changed[destination] = None
+                self.rerouted[destination] = None
                 continue
             route = dest.routes.get(neighbour)
             if route is None:
-                if not dest.feasible(seqno, advertised):
+                # Feasibility inlined (the hot path of a large mesh).
+                fd_seqno = dest.fd_seqno
+                if not (
+                    fd_seqno < 0
+                    or seqno > fd_seqno
+                    or (seqno == fd_seqno and advertised < dest.fd_metric)
+                ):
                     if dest.selected is None:
                         # Starving while a neighbour has a path: ask for a fresher seqno.
                         self._request(destination, dest, neighbour, now)
                     continue
-                if not self._verified(destination, seqno, signature, dest):
+                selected = dest.selected
+                if not (
+                    selected is not None
+                    and selected.seqno == seqno
+                    and selected.signature == signature
+                ) and not self._verified(destination, seqno, signature, dest):
                     continue
                 dest.routes[neighbour] = Route(
                     neighbour, seqno, advertised, metric, signature, expires
                 )
-                selected = dest.selected
                 if selected is None or metric < selected.metric:
                     self._reselect(destination, dest, now)
                 continue
@@ -203,30 +262,41 @@ class RoutingTable:
         """Answer, or forward toward the originator, a request for a fresher seqno."""
         destination = request.destination
         if destination == self.me:
-            if request.seqno > self.seqno and now - self._last_bump >= self._config.seqno_request_interval:
+            if (
+                request.seqno > self.seqno
+                and now - self._last_bump >= self._config.seqno_request_interval
+            ):
                 self.bump_seqno(now)
             else:
-                self.changed.add(self.me)
+                self.changed[self.me] = None
             return
         dest = self._dests.get(destination)
         if dest is not None and dest.selected is not None and dest.selected.seqno >= request.seqno:
-            self.changed.add(destination)
+            self.changed[destination] = None
             return
         if request.hop_limit <= 1:
             return
-        key = (destination, request.seqno)
-        if self._forwarded_requests.get(key, -_NEVER) > now:
+        if dest is None:
+            # We never heard of it either (adverts lost on the way): ask our neighbours in
+            # turn; the hop limit of such requests is small (``request_route``).
+            if self._remember_forward(destination, request.seqno, now):
+                self.requests.append(
+                    (SeqnoRequest(destination, request.seqno, request.hop_limit - 1), None)
+                )
             return
-        if len(self._forwarded_requests) >= 4 * self._config.max_neighbours:
-            self._gc_requests(now)
-            if len(self._forwarded_requests) >= 4 * self._config.max_neighbours:
-                return
-        self._forwarded_requests[key] = now + self._config.seqno_request_interval
-        target: NeighbourKey | None = None
-        if dest is not None and dest.routes:
-            best = min(dest.routes.values(), key=lambda r: r.metric)
-            if best.neighbour != neighbour:
-                target = best.neighbour
+        # Forward toward the originator along our best route (selected, else the best
+        # stored one, feasible or not), never back to the asker, and never by flooding:
+        # a node with no route drops the request (RFC 8966 §3.8.1.2).
+        candidates = [r for r in dest.routes.values() if r.neighbour != neighbour]
+        if not candidates:
+            return
+        if not self._remember_forward(destination, request.seqno, now):
+            return
+        selected = dest.selected
+        if selected is not None and selected.neighbour != neighbour:
+            target = selected.neighbour
+        else:
+            target = min(candidates, key=lambda r: r.metric).neighbour
         self.requests.append(
             (SeqnoRequest(destination, request.seqno, request.hop_limit - 1), target)
         )
@@ -250,10 +320,24 @@ class RoutingTable:
         self._gc_requests(now)
 
     def request_route(self, destination: Address, now: float) -> None:
-        """Ask for a route to ``destination`` (data is waiting for one)."""
+        """Ask the neighbours for a route to ``destination`` (data is waiting for one).
+
+        For a destination never heard of (its adverts were all lost on the way here), a
+        request for seqno 0 makes any neighbour with a route advertise it at once rather
+        than at its next periodic dump.
+        """
         dest = self._dests.get(destination)
-        if dest is not None and dest.selected is None:
-            self._request(destination, dest, None, now)
+        if dest is not None:
+            if dest.selected is None:
+                self._request(destination, dest, None, now)
+            return
+        last = self._unknown_requests.get(destination)
+        if last is not None and now - last < self._config.seqno_request_interval:
+            return
+        if len(self._unknown_requests) >= self._config.max_neighbours:
+            self._unknown_requests.clear()
+        self._unknown_requests[destination] = now
+        self.requests.append((SeqnoRequest(destination, 0, _UNKNOWN_REQUEST_HOPS), None))
 
     # -- outputs --------------------------------------------------------------------------
 
@@ -297,14 +381,22 @@ class RoutingTable:
             return None
         return dest.selected.neighbour
 
-    def public_key(self, destination: Address) -> bytes | None:
-        """The destination's public key, recovered from its signed route advert."""
+    def has_route_from(self, destination: Address, neighbour: NeighbourKey, seqno: int) -> bool:
+        """True when ``neighbour`` gave us a route to ``destination`` with seqno >= ``seqno``."""
         dest = self._dests.get(destination)
-        if dest is None or dest.selected is None:
+        if dest is None:
+            return False
+        route = dest.routes.get(neighbour)
+        return route is not None and route.seqno >= seqno
+
+    def public_key(self, destination: Address) -> bytes | None:
+        """The destination's public key, recovered from its signed route advert (the last
+        one selected, so it outlives the route for as long as the destination is known)."""
+        dest = self._dests.get(destination)
+        if dest is None or dest.key_seqno < 0:
             return None
-        selected = dest.selected
         try:
-            _, key = recover(route_digest(destination, selected.seqno), selected.signature)
+            _, key = recover(route_digest(destination, dest.key_seqno), dest.key_signature)
         except EnvelopeError:  # pragma: no cover -- verified when stored
             return None
         return key
@@ -336,7 +428,7 @@ class RoutingTable:
     def _heard_self(self, seqno: int, advertised: int, signature: bytes, now: float) -> None:
         # An advert of our own address with a seqno we do not remember using (a restart
         # with the clock set back): jump past it, or our adverts stay unfeasible.
-        if seqno < self.seqno or advertised >= METRIC_INFINITY:
+        if seqno <= self.seqno or advertised >= METRIC_INFINITY:
             return
         if self._verified(self.me, seqno, signature, None):
             self.restore_seqno(seqno)
@@ -348,10 +440,9 @@ class RoutingTable:
             for route in dest.routes.values():
                 if route.seqno == seqno and route.signature == signature:
                     return True
-        try:
-            signer, _ = recover(route_digest(destination, seqno), signature)
-        except EnvelopeError as exc:
-            self.invalid.append(f"route advert: {exc}")
+        signer = _route_signer(destination, seqno, signature)
+        if isinstance(signer, str):
+            self.invalid.append(signer)
             return False
         if signer != destination:
             self.invalid.append("route advert not signed by its destination")
@@ -366,8 +457,10 @@ class RoutingTable:
         for route in dest.routes.values():
             if route.expires <= now or not dest.feasible(route.seqno, route.advertised):
                 continue
-            if best is None or route.metric < best.metric or (
-                route.metric == best.metric and route is old
+            if (
+                best is None
+                or route.metric < best.metric
+                or (route.metric == best.metric and route is old)
             ):
                 best = route
         dest.selected = best
@@ -379,17 +472,19 @@ class RoutingTable:
                 dest.fd_metric = best.metric
             dest.forget_at = _NEVER
             if old_neighbour != best.neighbour:
-                self.rerouted.add(destination)
-                self.changed.add(destination)
+                self.rerouted[destination] = None
+                self.changed[destination] = None
             elif old_state != (best.seqno, best.metric):
-                self.changed.add(destination)
+                self.changed[destination] = None
             dest.sel_seqno = best.seqno
             dest.sel_metric = best.metric
+            dest.key_seqno = best.seqno
+            dest.key_signature = best.signature
         elif old is not None:
             dest.sel_seqno = -1
             dest.sel_metric = METRIC_INFINITY
             dest.forget_at = now + self._config.source_hold
-            self.changed.add(destination)
+            self.changed[destination] = None
             self._request(destination, dest, None, now)
 
     def _request(
@@ -399,12 +494,25 @@ class RoutingTable:
             return
         dest.last_request = now
         seqno = min(UINT32_MAX, dest.fd_seqno + 1) if dest.fd_seqno >= 0 else 0
-        # Unicast to a neighbour that has a (for us unfeasible) path, which forwards it on
-        # toward the originator; otherwise to every neighbour, flooding with a hop limit
-        # and duplicate suppression (``receive_request``).
+        # Unicast to a neighbour that has a (for us unfeasible) path, otherwise to every
+        # neighbour once; whoever has a route forwards it toward the originator
+        # (``receive_request``), whoever has none drops it: no flooding.
         self.requests.append(
             (SeqnoRequest(destination, seqno, self._config.seqno_request_hops), target)
         )
+
+    def _remember_forward(self, destination: Address, seqno: int, now: float) -> bool:
+        # Duplicate suppression of forwarded requests: once per (destination, seqno) and
+        # interval; False when already forwarded or when the bounded memory is full.
+        key = (destination, seqno)
+        if self._forwarded_requests.get(key, -_NEVER) > now:
+            return False
+        if len(self._forwarded_requests) >= 4 * self._config.max_neighbours:
+            self._gc_requests(now)
+            if len(self._forwarded_requests) >= 4 * self._config.max_neighbours:
+                return False
+        self._forwarded_requests[key] = now + self._config.seqno_request_interval
+        return True
 
     def _gc_requests(self, now: float) -> None:
         for key in [k for k, until in self._forwarded_requests.items() if until <= now]:

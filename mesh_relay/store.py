@@ -56,8 +56,22 @@ class CustodyItem:
     """One routed frame this node must hand on; ``tail`` is the frame after its prefix."""
 
     __slots__ = (
-        "attempts", "destination", "expiry", "frag_index", "hop_seq", "hops_left", "key",
-        "kind", "message_id", "neighbour", "origin", "own", "retry_at", "size", "state", "tail",
+        "attempts",
+        "destination",
+        "expiry",
+        "frag_index",
+        "hop_seq",
+        "hops_left",
+        "key",
+        "kind",
+        "message_id",
+        "neighbour",
+        "origin",
+        "own",
+        "retry_at",
+        "size",
+        "state",
+        "tail",
     )
 
     def __init__(self, frame: Routed, tail: bytes, hops_left: int, own: bool) -> None:
@@ -99,9 +113,7 @@ class CustodyStore:
 
     def has_room(self, size: int) -> bool:
         """True when a relayed frame of ``size`` bytes fits the bounds."""
-        return (
-            self.relayed_frames < self.max_frames and self.relayed_bytes + size <= self.max_bytes
-        )
+        return self.relayed_frames < self.max_frames and self.relayed_bytes + size <= self.max_bytes
 
     def add(self, item: CustodyItem) -> None:
         """Take custody (the caller checked ``has_room`` for relayed items); queue it."""
@@ -193,9 +205,11 @@ class CustodyStore:
         gone = [item for item in self.items.values() if item.expiry <= now]
         for item in gone:
             self.remove(item)
-        for destination in [d for d, q in self.waiting.items() if not any(
-            i.state is CustodyState.WAITING for i in q
-        )]:
+        for destination in [
+            d
+            for d, q in self.waiting.items()
+            if not any(i.state is CustodyState.WAITING for i in q)
+        ]:
             del self.waiting[destination]
         return gone
 
@@ -260,7 +274,7 @@ class SeenSet:
         """Forget keys whose time has passed."""
         heap = self._heap
         while heap and heap[0][0] <= now:
-            expires, _, key = heapq.heappop(heap)
+            _, _, key = heapq.heappop(heap)
             current = self._expiry.get(key)
             if current is not None and current <= now:
                 del self._expiry[key]
@@ -313,8 +327,9 @@ def encode_snapshot(
     parts = [_MAGIC, bytes((_SNAPSHOT_VERSION,)), _U32.pack(seqno), _U32.pack(len(pending))]
     for message in pending:
         parts.append(
-            _PENDING.pack(message.message_id, message.destination, _ms(message.expiry),
-                          len(message.payload))
+            _PENDING.pack(
+                message.message_id, message.destination, _ms(message.expiry), len(message.payload)
+            )
         )
         parts.append(message.payload)
     parts.append(_U32.pack(len(custody)))
@@ -360,8 +375,12 @@ def decode_snapshot(data: bytes) -> Snapshot:
         if destination == bytes(ADDRESS_LENGTH):
             raise SnapshotError("pending message to the zero address")
         pending.append(
-            (message_id, Address(destination), int.from_bytes(expiry, "big") / 1000,
-             reader.take(length))
+            (
+                message_id,
+                Address(destination),
+                int.from_bytes(expiry, "big") / 1000,
+                reader.take(length),
+            )
         )
     custody = []
     for _ in range(reader.u32()):

@@ -10,7 +10,7 @@ Does not belong here: choosing routes (`routes`), channel state and what is safe
 (`channel`), or where schedules and capacities come from (announcements, configuration:
 the node).
 
-The model (docs/spec.md, "Fees"). A mediator M receives `r` over its incoming channel and
+The model. A mediator M receives `r` over its incoming channel and
 forwards `a` over its outgoing channel; its fee is `r - a`. It has one `FeeSchedule` per
 channel, for its own side of that channel, and charges:
 
@@ -30,26 +30,27 @@ number reads like `proportional_ppm`: near an empty side every further unit cost
 up to as much as a rebate. The term charged is ``P(after) - P(before)`` (Raiden's idea):
 positive when a payment unbalances the channel, negative when it rebalances it.
 
-The total is ``max(0, outgoing + incoming)``: a rebate can cancel the fee but never pays the
-payer, so a mediator never loses tokens by mediating and no one profits from sending a
-payment in circles. The incoming term depends on `r`, which includes the fee, so `r` is a
+The total is ``max(0, outgoing + incoming)``: a rebate can cancel a mediator's fee but never
+pays the payer, so a mediator never loses tokens by mediating and no route costs less than
+nothing. The incoming term depends on `r`, which includes the fee, so `r` is a
 fixed point; `received_amount` solves it exactly (closed form with `math.isqrt`, then an
 exact integer check).
 
-Rounding, always in the mediator's favour: each channel's term is rounded up (ceiling of
-the exact rational), and `r` is the smallest integer with ``r - a >= max(0, outgoing +
-incoming(r))``. When a rebate's rounding steps over that bound, the mediator keeps at most
-one base unit more than the rounded fee.
+Rounding, always in the mediator's favour: each channel's term is rounded up (the ceiling
+of the exact rational), and `r` is the smallest integer with ``r - a >= max(0, outgoing +
+incoming(r))``. Where the rebate's rounding steps over that bound, the mediator keeps one
+base unit more than the rounded fee. So a mediator never gets less than its exact fee,
+and at most two units more.
 
 Monotonicity (why `MAX_IMBALANCE_PPM` is 50%): with every imbalance slope at most 1/2 in
 magnitude, the received amount never falls when the forwarded amount rises. Routing relies
 on it (a route that must carry less is never worse upstream), and so does
 `amount_to_forward`'s binary search. The converse is not exact: where a rebate grows faster
 than the fee, two forwarded amounts may need the same received amount, so a mediator that
-knows only `r` cannot always tell which amount was meant. Mediators therefore forward what
-the payment's target amount requires along their route (`hop_amounts`), which is exact;
-`amount_to_forward` is exact whenever the fee does not fall as the amount grows (for
-example with no imbalance term).
+knows only `r` cannot always tell which amount was meant. A mediator therefore forwards
+what the payment's target amount requires along the rest of its route (`hop_amounts`,
+or `routes.Route.amounts`), which is exact; `amount_to_forward` is exact whenever the fee
+does not fall as the amount grows (for example with no imbalance term).
 """
 
 from __future__ import annotations
@@ -294,3 +295,54 @@ def amount_to_forward(received: int, hop: MediatorHop) -> TokenAmount | None:
         else:
             high = middle - 1
     return TokenAmount(low)
+
+
+# --- lower bounds, for the route search's heuristic ---------------------------------------
+
+
+def _convex_min(square: int, linear: int, low: int, high: int | None) -> int:
+    """``min(square*v*v + linear*v)`` over integers ``low <= v <= high`` (None: no end).
+
+    `square` is positive: the real minimum is at ``-linear / (2*square)``, the integer one
+    at its floor or ceiling, clamped into the range.
+    """
+    v = -linear // (2 * square)
+    if v < low:
+        v = low
+    elif high is not None and v >= high:
+        v = high
+    else:
+        left = square * v * v + linear * v
+        v += 1
+        right = square * v * v + linear * v
+        return left if left < right else right
+    return square * v * v + linear * v
+
+
+def outgoing_part_min(
+    flat: int,
+    proportional_ppm: int,
+    imbalance_ppm: int,
+    low: int,
+    high: int | None,
+    own: int,
+    total: int,
+) -> int:
+    """The least `outgoing_part` over forwarded amounts ``low..high`` (None: no end)."""
+    if imbalance_ppm == 0 or total == 0:
+        return flat + -(-low * proportional_ppm // PPM)
+    least = _convex_min(
+        imbalance_ppm,
+        proportional_ppm * total + imbalance_ppm * (total - 2 * own),
+        low,
+        high,
+    )
+    return flat + -(-least // (PPM * total))
+
+
+def incoming_part_min(imbalance_ppm: int, low: int, high: int | None, own: int, total: int) -> int:
+    """The least `incoming_part` over received amounts ``low..high`` (None: no end)."""
+    if imbalance_ppm == 0 or total == 0:
+        return 0
+    least = _convex_min(imbalance_ppm, imbalance_ppm * (2 * own - total), low, high)
+    return -(-least // (PPM * total))
