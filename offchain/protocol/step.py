@@ -1,0 +1,204 @@
+"""The working copy of a node's state during one transition, and the moves every role uses.
+
+Belongs here: `Step`, which `node.transition` creates from a `NodeState`, lets the role
+modules change (copies of the state's maps, never the maps themselves: the input state
+is left untouched) and turns back into a new `NodeState` with the effects collected on
+the way; and the channel moves shared by the roles (lock, return, unlock, reveal, send),
+each of which signs through `channel` and queues the message.
+
+Does not belong here: which move to make (`initiator`, `mediator`, `target`, `node`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from offchain.protocol import channel as channel_rules
+from offchain.protocol import signing
+from offchain.protocol.channel import ChannelPhase, ChannelState, Rejected
+from offchain.protocol.crypto import sha256
+from offchain.protocol.locks import Lock
+from offchain.protocol.messages import (
+    Message,
+    PaymentId,
+    PaymentSecret,
+    ReturnReason,
+    SecretRequest,
+    SecretReveal,
+)
+from offchain.protocol.signing import PLACEHOLDER_SIGNATURE
+from offchain.protocol.state import (
+    Announcement,
+    InitiatorState,
+    NodeState,
+    TargetState,
+)
+from offchain.protocol.transitions import Effect, EventInvalidReceived, SendMessage
+from offchain.protocol.types import (
+    Address,
+    PrivateKey,
+    Secret,
+    SecretHash,
+    Timestamp,
+    TokenAmount,
+)
+
+
+class Step:
+    """One transition in progress: mutable copies of the state's maps plus the effects."""
+
+    def __init__(self, state: NodeState, key: PrivateKey, now: Timestamp) -> None:
+        self.state = state
+        self.key = key
+        self.now = now
+        self.address = state.address
+        self.settings = state.settings
+        self.effects: list[Effect] = []
+        self.channels = dict(state.channels)
+        self.initiators = dict(state.initiators)
+        self.mediators = dict(state.mediators)
+        self.targets = dict(state.targets)
+        self.announcements = dict(state.announcements)
+        self.invoices = dict(state.invoices)
+        self.secrets = dict(state.secrets)
+        self.registered = dict(state.registered)
+        self.registering = set(state.registering)
+        self.early = {k: dict(v) for k, v in state.early.items()}
+        self.graphs = dict(state.graphs)
+        self.unreachable = state.unreachable
+
+    def finish(self) -> NodeState:
+        return dataclasses.replace(
+            self.state,
+            channels=self.channels,
+            initiators=self.initiators,
+            mediators=self.mediators,
+            targets=self.targets,
+            announcements=self.announcements,
+            invoices=self.invoices,
+            secrets=self.secrets,
+            registered=self.registered,
+            registering=frozenset(self.registering),
+            early={k: v for k, v in self.early.items() if v},
+            graphs=self.graphs,
+            unreachable=self.unreachable,
+        )
+
+    # --- lookups ----------------------------------------------------------------------
+
+    def open_channel(self, token_network: Address, partner: Address) -> ChannelState | None:
+        channel = self.channels.get((token_network, partner))
+        if channel is None or channel.phase is not ChannelPhase.OPENED:
+            return None
+        return channel
+
+    def registered_in_time(self, secrethash: SecretHash, expiration: Timestamp) -> bool:
+        at = self.registered.get(secrethash)
+        return at is not None and at <= expiration
+
+    # --- effects ----------------------------------------------------------------------
+
+    def send(self, recipient: Address, message: Message, end_to_end: bool = False) -> None:
+        self.effects.append(SendMessage(recipient, message, end_to_end))
+
+    def invalid(self, sender: Address, message: Message, reason: str) -> None:
+        self.effects.append(EventInvalidReceived(sender, message.TYPE, reason))
+
+    def sign(self, message: Message, recipient: Address) -> Message:
+        """Sign a message that is not a balance proof (domain of its token network)."""
+        return signing.sign(self.key, message, self.state.chain_id, self.address, recipient)
+
+    # --- channel moves ----------------------------------------------------------------
+
+    def lock(
+        self,
+        token_network: Address,
+        payee: Address,
+        lock: Lock,
+        payment_id: PaymentId,
+        target: Address,
+        target_amount: TokenAmount,
+    ) -> Rejected | None:
+        """Lock towards `payee` and send the `LockedTransfer`."""
+        channel = self.open_channel(token_network, payee)
+        if channel is None:
+            return Rejected("no open channel")
+        made = channel_rules.make_locked_transfer(
+            channel, self.key, lock, payment_id, target, target_amount, self.now
+        )
+        if isinstance(made, Rejected):
+            return made
+        self.channels[(token_network, payee)], message = made
+        self.send(payee, message)
+        return None
+
+    def give_back(
+        self,
+        token_network: Address,
+        payer: Address,
+        secrethash: SecretHash,
+        payment_id: PaymentId,
+        reason: ReturnReason,
+        failed_hop: Address,
+    ) -> bool:
+        """Return the payer's lock with a mirror lock; False if the channel cannot carry it."""
+        channel = self.open_channel(token_network, payer)
+        if channel is None:
+            return False
+        made = channel_rules.make_lock_return(
+            channel, self.key, secrethash, payment_id, reason, failed_hop
+        )
+        if isinstance(made, Rejected):
+            return False
+        self.channels[(token_network, payer)], message = made
+        self.send(payer, message)
+        return True
+
+    def unlock(
+        self, token_network: Address, payee: Address, secret: Secret, payment_id: PaymentId
+    ) -> bool:
+        """Pay our lock towards `payee` off chain; False if there is none to pay."""
+        channel = self.open_channel(token_network, payee)
+        if channel is None:
+            return False
+        made = channel_rules.make_unlock(channel, self.key, secret, payment_id)
+        if isinstance(made, Rejected):
+            return False
+        self.channels[(token_network, payee)], message = made
+        self.send(payee, message)
+        return True
+
+    def reveal(self, token_network: Address, recipient: Address, secret: Secret) -> None:
+        """Tell `recipient` the secret (our payer, so it unlocks; or a target)."""
+        message = SecretReveal(token_network, secret, PLACEHOLDER_SIGNATURE)
+        self.send(recipient, self.sign(message, recipient))
+
+    def announce(self, payment: InitiatorState, secret: Secret | None) -> None:
+        """Send the target the payment's secret (or an announcement without it)."""
+        message = PaymentSecret(
+            payment.token_network,
+            payment.payment_id,
+            secret if secret is not None else Secret(bytes(32)),
+            payment.amount,
+            PLACEHOLDER_SIGNATURE,
+        )
+        self.send(payment.target, self.sign(message, payment.target), end_to_end=True)
+
+    def request_secret(self, record: TargetState, announcement: Announcement) -> None:
+        message = SecretRequest(
+            record.token_network,
+            record.payment_id,
+            record.secrethash,
+            record.amount,
+            record.expiration,
+            PLACEHOLDER_SIGNATURE,
+        )
+        self.send(
+            announcement.initiator,
+            self.sign(message, announcement.initiator),
+            end_to_end=True,
+        )
+
+
+def secrethash_of(secret: Secret) -> SecretHash:
+    return SecretHash(sha256(secret))

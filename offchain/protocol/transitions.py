@@ -1,0 +1,311 @@
+"""The inputs a node's protocol core takes and the effects it returns (DESIGN.md §3).
+
+Belongs here: the frozen input and effect values of `node.transition`, named by direction:
+`Action*` (the local user or runtime), `Receive*` (a peer's message), `Chain*` (a
+confirmed log), `Tick` (time passes); `Send*` (a message to a peer), `ContractSend*` (a
+transaction), `Event*` (a notification for the user or the runtime).
+
+Every input carries `now` (seconds, the device clock): the core has no clock of its own.
+
+Does not belong here: any behaviour (`node`, the role modules), the state (`state`).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from offchain.protocol.locks import Lock
+from offchain.protocol.messages import Message, MessageType, PaymentId
+from offchain.protocol.routes import ChannelGraph
+from offchain.protocol.types import (
+    Address,
+    Generation,
+    Nonce,
+    Secret,
+    SecretHash,
+    Signature,
+    Timestamp,
+    TokenAmount,
+)
+
+# --- inputs -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ActionPay:
+    """Pay `amount` to `target` in `token_network`.
+
+    `secret`: the payment's secret (random, chosen by the runtime), or None when the
+    target holds it (pay on delivery, swaps): then `secrethash` alone is used and the
+    target reveals the secret when the lock reaches it. `reveal_early`: send the secret
+    end to end with the first lock (saves a round trip); otherwise announce the payment
+    and reveal the secret only when the target asks for it with a `SecretRequest`, after
+    its lock arrived. `max_fee`: the most the initiator pays in fees (None: no budget).
+    """
+
+    now: Timestamp
+    payment_id: PaymentId
+    token_network: Address
+    target: Address
+    amount: TokenAmount
+    secrethash: SecretHash
+    secret: Secret | None = None
+    max_fee: TokenAmount | None = None
+    reveal_early: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ActionExpectPayment:
+    """An invoice: accept locks of `secrethash` worth at least `amount` and claim them."""
+
+    now: Timestamp
+    token_network: Address
+    secret: Secret
+    amount: TokenAmount
+
+
+@dataclass(frozen=True, slots=True)
+class ActionUpdateGraph:
+    """The channel graph of `token_network` that route queries use (learned elsewhere)."""
+
+    now: Timestamp
+    token_network: Address
+    graph: ChannelGraph
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSetUnreachable:
+    """The peers the transport cannot reach now (replaces the previous set)."""
+
+    now: Timestamp
+    addresses: frozenset[Address]
+
+
+@dataclass(frozen=True, slots=True)
+class ActionCloseChannel:
+    """Close the channel with `partner` unilaterally, with the partner's latest proof."""
+
+    now: Timestamp
+    token_network: Address
+    partner: Address
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveMessage:
+    """A decoded message from `sender` (the origin the transport authenticated)."""
+
+    now: Timestamp
+    sender: Address
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class ChainChannelOpened:
+    """A channel with `partner` was opened (its `generation`) with this settle window."""
+
+    now: Timestamp
+    token_network: Address
+    partner: Address
+    generation: Generation
+    settle_window: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChainDeposit:
+    """`participant`'s total deposit in the channel with `partner` is now `total`."""
+
+    now: Timestamp
+    token_network: Address
+    partner: Address
+    participant: Address
+    total: TokenAmount
+
+
+@dataclass(frozen=True, slots=True)
+class ChainChannelClosed:
+    """The channel with `partner` was closed by `closer`."""
+
+    now: Timestamp
+    token_network: Address
+    partner: Address
+    closer: Address
+
+
+@dataclass(frozen=True, slots=True)
+class ChainChannelSettled:
+    """The channel with `partner` was settled: its deposits were paid out."""
+
+    now: Timestamp
+    token_network: Address
+    partner: Address
+
+
+@dataclass(frozen=True, slots=True)
+class ChainSecretRegistered:
+    """`secret` was registered in the secret registry at block time `registered_at`."""
+
+    now: Timestamp
+    secret: Secret
+    secrethash: SecretHash
+    registered_at: Timestamp
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passed; expiries and deadlines are checked."""
+
+    now: Timestamp
+
+
+Input = (
+    ActionPay
+    | ActionExpectPayment
+    | ActionUpdateGraph
+    | ActionSetUnreachable
+    | ActionCloseChannel
+    | ReceiveMessage
+    | ChainChannelOpened
+    | ChainDeposit
+    | ChainChannelClosed
+    | ChainChannelSettled
+    | ChainSecretRegistered
+    | Tick
+)
+
+# --- effects ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendMessage:
+    """Send a signed message to `recipient` (the transport retries until it is acknowledged).
+
+    `end_to_end`: the recipient is not a channel partner (a `PaymentSecret` to the target,
+    a `SecretRequest` to the initiator); the transport must encrypt it to the recipient.
+    """
+
+    recipient: Address
+    message: Message
+    end_to_end: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ContractSendSecretRegister:
+    """Register `secret` on chain; useless after `deadline` (the lock's expiration)."""
+
+    secret: Secret
+    deadline: Timestamp
+
+
+@dataclass(frozen=True, slots=True)
+class ContractSendClose:
+    """Close the channel with `partner`, submitting its latest balance proof (if any)."""
+
+    token_network: Address
+    partner: Address
+    proof: PartnerProof | None
+
+
+@dataclass(frozen=True, slots=True)
+class ContractSendUpdate:
+    """The partner closed: submit its latest balance proof before the settle deadline."""
+
+    token_network: Address
+    partner: Address
+    proof: PartnerProof
+
+
+@dataclass(frozen=True, slots=True)
+class ContractSendUnlock:
+    """After settle: claim the partner's `locks` whose secrets were registered in time."""
+
+    token_network: Address
+    partner: Address
+    locks: tuple[Lock, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerProof:
+    """What the contract needs of a partner's balance proof."""
+
+    nonce: Nonce
+    transferred: TokenAmount
+    locked: TokenAmount
+    locks: tuple[Lock, ...]
+    additional_hash: bytes
+    signature: Signature
+
+
+class FailureReason(enum.Enum):
+    """Why a payment failed (terminal)."""
+
+    NO_ROUTE = "no_route"
+    CAPACITY = "capacity"
+    FEE_TOO_HIGH = "fee_too_high"
+    TARGET_OFFLINE = "target_offline"
+    LOCK_EXPIRED = "lock_expired"
+    REJECTED = "rejected"
+    """Rejected by the hop named in `failed_hop` (amount, expiry or a refused lock)."""
+    CHANNEL_CLOSED = "channel_closed"
+
+
+@dataclass(frozen=True, slots=True)
+class EventPaymentSucceeded:
+    """The initiator's payment reached its target: the first hop was unlocked."""
+
+    payment_id: PaymentId
+    target: Address
+    amount: TokenAmount
+    fee: TokenAmount
+    secret: Secret
+
+
+@dataclass(frozen=True, slots=True)
+class EventPaymentFailed:
+    """The initiator's payment ended without paying: `reason`, and who failed if known."""
+
+    payment_id: PaymentId
+    reason: FailureReason
+    failed_hop: Address | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventPaymentReceived:
+    """As target: the payer unlocked `amount` for `payment_id` (it is ours off chain)."""
+
+    payment_id: PaymentId
+    payer: Address
+    amount: TokenAmount
+
+
+@dataclass(frozen=True, slots=True)
+class EventMediated:
+    """As mediator: both locks of a payment resolved; `fee` is what we kept (may be 0)."""
+
+    payment_id: PaymentId
+    payer: Address
+    payee: Address | None
+    fee: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventInvalidReceived:
+    """A peer's message was refused; nothing changed."""
+
+    sender: Address
+    message_type: MessageType
+    reason: str
+
+
+Effect = (
+    SendMessage
+    | ContractSendSecretRegister
+    | ContractSendClose
+    | ContractSendUpdate
+    | ContractSendUnlock
+    | EventPaymentSucceeded
+    | EventPaymentFailed
+    | EventPaymentReceived
+    | EventMediated
+    | EventInvalidReceived
+)
