@@ -79,6 +79,8 @@ class EndState:
     additional_hash: bytes = bytes(32)
     withdraw_pending: TokenAmount = ZERO_AMOUNT
     withdraw_expiration: Timestamp = NO_TIME
+    mirrors: frozenset[SecretHash] = frozenset()
+    """Secrethashes of this end's locks that are mirrors (made by `LockReturn`)."""
 
     @property
     def locked(self) -> TokenAmount:
@@ -135,12 +137,17 @@ def returned_amount(end: EndState, other: EndState) -> TokenAmount:
     """The part of `end`'s locks that `other` has given back with mirror locks.
 
     A mirror lock (same secrethash, amount and expiration, from the payee back to the
-    payer) pays exactly what the original pays, in every outcome, so the two cancel.
+    payer) pays exactly what the original pays, in every outcome, so the two cancel for
+    the payer, whose capacity is freed at once. Only for the payer: the returner counts
+    its mirror as a full lock. With netting on one side only, removing either half of a
+    pair never lowers the other end's capacity as its partner sees it, so no proof made
+    before the removal can be refused after it (docs/spec.md §10).
     """
+    if not other.mirrors:
+        return ZERO_AMOUNT
     total = 0
     for lock in end.locks:
-        mirror = other.lock_for(lock.secrethash)
-        if mirror is not None and mirror == lock:
+        if lock.secrethash in other.mirrors and other.lock_for(lock.secrethash) == lock:
             total += lock.amount
     return TokenAmount(total)
 
@@ -217,6 +224,14 @@ def check_new_lock(channel: ChannelState, lock: Lock, now: Timestamp) -> Rejecte
     return None
 
 
+def _check_lock_received(channel: ChannelState, lock: Lock, now: Timestamp) -> Rejected | None:
+    if lock.amount <= 0:
+        return Rejected("lock amount must be positive")
+    if lock.expiration > now + channel.settle_window:
+        return Rejected("lock expires after the settle window")
+    return None
+
+
 def make_locked_transfer(
     channel: ChannelState,
     key: PrivateKey,
@@ -271,7 +286,12 @@ def make_lock_return(
     problem = _check_room(channel.our, channel.partner, lock)
     if problem is not None:
         return problem
-    new_our = dataclasses.replace(channel.our, locks=(*channel.our.locks, lock), nonce=nonce)
+    new_our = dataclasses.replace(
+        channel.our,
+        locks=(*channel.our.locks, lock),
+        nonce=nonce,
+        mirrors=channel.our.mirrors | {secrethash},
+    )
     message = LockReturn(
         channel.token_network,
         channel.generation,
@@ -309,6 +329,7 @@ def make_unlock(
         transferred=TokenAmount(channel.our.transferred + lock.amount),
         locks=tuple(item for item in channel.our.locks if item.secrethash != secrethash),
         nonce=nonce,
+        mirrors=channel.our.mirrors - {secrethash},
     )
     message = Unlock(
         channel.token_network, channel.generation, nonce, payment_id, secret, PLACEHOLDER_SIGNATURE
@@ -330,10 +351,13 @@ def make_lock_expired(
         return Rejected("no such lock")
     if now <= lock.expiration:
         return Rejected("lock not expired")
+    if _original_pending(channel.our, channel.partner, lock):
+        return Rejected("the original of this mirror is still pending")
     new_our = dataclasses.replace(
         channel.our,
         locks=tuple(item for item in channel.our.locks if item.secrethash != secrethash),
         nonce=nonce,
+        mirrors=channel.our.mirrors - {secrethash},
     )
     message = LockExpired(
         channel.token_network, channel.generation, nonce, secrethash, PLACEHOLDER_SIGNATURE
@@ -341,6 +365,15 @@ def make_lock_expired(
     new_channel, signed = _sign_new_end(channel, key, new_our, message)
     assert isinstance(signed, LockExpired)
     return new_channel, signed
+
+
+def _original_pending(end: EndState, other: EndState, lock: Lock) -> bool:
+    """Whether `lock` is a mirror of `end` whose original `other` still holds.
+
+    A pair is removed original first: the returner keeps its mirror until the payer has
+    removed the original, so the payer's capacity (which nets the pair) never drops.
+    """
+    return lock.secrethash in end.mirrors and other.lock_for(lock.secrethash) == lock
 
 
 def _check_room(end: EndState, other: EndState, lock: Lock) -> Rejected | None:
@@ -418,7 +451,10 @@ def _derive_partner(
             )
         case LockedTransfer():
             lock = Lock(message.expiration, message.amount, message.secrethash)
-            problem = check_new_lock(channel, lock, now) or _check_room(partner, our, lock)
+            # A lock that arrives with too little time left (a slow transport) is still the
+            # next proof of the sender's chain: it is applied, so later proofs stay in
+            # order, and the roles decline to act on it (they give it back or let it expire).
+            problem = _check_lock_received(channel, lock, now) or _check_room(partner, our, lock)
             if problem is not None:
                 return problem
             if message.target_amount > message.amount:
@@ -431,7 +467,11 @@ def _derive_partner(
             problem = _check_room(partner, our, lock)
             if problem is not None:
                 return problem
-            return dataclasses.replace(partner, locks=(*partner.locks, lock))
+            return dataclasses.replace(
+                partner,
+                locks=(*partner.locks, lock),
+                mirrors=partner.mirrors | {message.secrethash},
+            )
         case Unlock():
             secrethash = SecretHash(sha256(message.secret))
             unlocked = partner.lock_for(secrethash)
@@ -443,6 +483,7 @@ def _derive_partner(
                 partner,
                 transferred=TokenAmount(partner.transferred + unlocked.amount),
                 locks=tuple(item for item in partner.locks if item.secrethash != secrethash),
+                mirrors=partner.mirrors - {secrethash},
             )
         case LockExpired():
             expired = partner.lock_for(message.secrethash)
@@ -452,9 +493,12 @@ def _derive_partner(
                 return Rejected("lock not expired")
             if secret_registered_in_time:
                 return Rejected("secret registered on chain before the lock expired")
+            if _original_pending(partner, our, expired):
+                return Rejected("the original of this mirror is still pending")
             return dataclasses.replace(
                 partner,
                 locks=tuple(
                     item for item in partner.locks if item.secrethash != message.secrethash
                 ),
+                mirrors=partner.mirrors - {message.secrethash},
             )

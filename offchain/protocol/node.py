@@ -266,6 +266,8 @@ def _apply(
                 target.on_paid(step, lock_key)
                 target.forget_if_done(step, lock_key)
         case LockExpired():
+            # The payer removed an original: our mirror of it, if any, can go now too.
+            _expire_our_locks(step, network, sender, updated)
             lock_key = (network, sender, message.secrethash)
             mediator.settle_if_done(step, lock_key)
             target.forget_if_done(step, lock_key)

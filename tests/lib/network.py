@@ -75,9 +75,7 @@ class Network:
     @classmethod
     def create(cls, size: int, settings: Settings | None = None) -> Network:
         keys = {address_from_private_key(make_key(i)): make_key(i) for i in range(size)}
-        states = {
-            address: NodeState(address, CHAIN_ID, settings or Settings()) for address in keys
-        }
+        states = {address: NodeState(address, CHAIN_ID, settings or Settings()) for address in keys}
         return cls(keys=keys, states=states, effects={address: [] for address in keys})
 
     @property
@@ -111,11 +109,16 @@ class Network:
             self.deliver(0)
         raise AssertionError("the network did not go quiet")
 
-    def advance(self, seconds: int) -> None:
-        """Let time pass and tick every node."""
-        self.now = Timestamp(self.now + seconds)
-        for address in self.addresses:
-            self.apply(address, Tick(self.now))
+    def advance(self, seconds: int, tick_every: int | None = None, mine: bool = False) -> None:
+        """Let time pass and tick every node (every `tick_every` seconds, like a runtime's
+        ticker); with `mine`, the chain includes each tick's registrations at once."""
+        target = self.now + seconds
+        while self.now < target:
+            self.now = Timestamp(min(target, self.now + (tick_every or seconds)))
+            for address in self.addresses:
+                self.apply(address, Tick(self.now))
+            if mine:
+                self.mine()
 
     def mine(self) -> None:
         """Include every pending secret registration now and tell every node."""
@@ -137,7 +140,8 @@ class Network:
     def open(self, a: Address, b: Address, deposit_a: int, deposit_b: int) -> None:
         for me, partner in ((a, b), (b, a)):
             self.apply(
-                me, ChainChannelOpened(self.now, TOKEN_NETWORK, partner, Generation(1), SETTLE_WINDOW)
+                me,
+                ChainChannelOpened(self.now, TOKEN_NETWORK, partner, Generation(1), SETTLE_WINDOW),
             )
             for who, amount in ((a, deposit_a), (b, deposit_b)):
                 if amount:
@@ -191,6 +195,3 @@ def secret_for(index: int) -> tuple[Secret, SecretHash]:
 
 def neighbours(nodes: Sequence[Address]) -> Iterable[tuple[Address, Address]]:
     return zip(nodes, nodes[1:], strict=False)
-
-
-

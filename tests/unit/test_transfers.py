@@ -1,0 +1,415 @@
+"""Mediated transfers through `node.transition`: every role, every ending, every refusal.
+
+Nodes run in one process (tests/lib/network.py); every message crosses the real codec and
+every signature is made and checked. Spec: docs/spec.md §11.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from offchain.protocol import codec
+from offchain.protocol.fees import FeeSchedule
+from offchain.protocol.messages import (
+    LockedTransfer,
+    LockExpired,
+    LockReturn,
+    PaymentSecret,
+    SecretRequest,
+    SecretReveal,
+    Unlock,
+)
+from offchain.protocol.node import transition
+from offchain.protocol.state import Settings
+from offchain.protocol.transitions import (
+    ActionCloseChannel,
+    ActionExpectPayment,
+    ActionPay,
+    ActionSetUnreachable,
+    ChainChannelClosed,
+    ChainChannelSettled,
+    ContractSendClose,
+    ContractSendSecretRegister,
+    ContractSendUnlock,
+    ContractSendUpdate,
+    EventInvalidReceived,
+    EventMediated,
+    EventPaymentFailed,
+    EventPaymentReceived,
+    EventPaymentSucceeded,
+    FailureReason,
+    ReceiveMessage,
+)
+from offchain.protocol.types import Secret, TokenAmount
+from tests.lib.network import TOKEN_NETWORK, Network, secret_for
+
+DEPOSIT = 1_000
+
+
+def pay(
+    net: Network,
+    payer: bytes,
+    target: bytes,
+    amount: int,
+    index: int = 1,
+    *,
+    with_secret: bool = True,
+    reveal_early: bool = True,
+    max_fee: int | None = None,
+) -> Secret:
+    secret, secrethash = secret_for(index)
+    net.apply(
+        payer,  # type: ignore[arg-type]
+        ActionPay(
+            net.now,
+            index,
+            TOKEN_NETWORK,
+            target,  # type: ignore[arg-type]
+            TokenAmount(amount),
+            secrethash,
+            secret if with_secret else None,
+            None if max_fee is None else TokenAmount(max_fee),
+            reveal_early,
+        ),
+    )
+    return secret
+
+
+def pending_locks(net: Network) -> int:
+    return sum(
+        len(channel.our.locks) + len(channel.partner.locks)
+        for state in net.states.values()
+        for channel in state.channels.values()
+    )
+
+
+def drop(net: Network, kind: type) -> int:
+    """Remove every message of `kind` in flight; return how many."""
+    before = len(net.flights)
+    net.flights = [f for f in net.flights if not isinstance(codec.decode(f.data), kind)]
+    return before - len(net.flights)
+
+
+def failure(net: Network, address: bytes) -> EventPaymentFailed:
+    (event,) = net.events(address, EventPaymentFailed)  # type: ignore[arg-type]
+    assert isinstance(event, EventPaymentFailed)
+    return event
+
+
+def test_pay__line_of_five__target_paid_mediators_even_no_locks_left() -> None:
+    net = Network.create(5)
+    a, b, c, d, e = net.line(DEPOSIT)
+    secret = pay(net, a, e, 100)
+    net.run()
+    (done,) = net.events(a, EventPaymentSucceeded)
+    assert done == EventPaymentSucceeded(1, e, TokenAmount(100), TokenAmount(0), secret)
+    (received,) = net.events(e, EventPaymentReceived)
+    assert received == EventPaymentReceived(1, d, TokenAmount(100))
+    for mediator in (b, c, d):
+        (mediated,) = net.events(mediator, EventMediated)
+        assert isinstance(mediated, EventMediated) and mediated.fee == 0
+        assert not net.states[mediator].mediators
+    assert [net.balance(x, y) for x, y in zip(net.addresses, net.addresses[1:])] == [900] * 4
+    assert pending_locks(net) == 0
+
+
+def test_pay__flat_fees__each_mediator_keeps_its_fee() -> None:
+    settings = Settings(fees=FeeSchedule(flat=5))
+    net = Network.create(5, settings)
+    a, b, c, d, e = net.line(DEPOSIT)
+    pay(net, a, e, 100)
+    net.run()
+    (done,) = net.events(a, EventPaymentSucceeded)
+    assert isinstance(done, EventPaymentSucceeded) and done.fee == 15
+    for mediator in (b, c, d):
+        (mediated,) = net.events(mediator, EventMediated)
+        assert isinstance(mediated, EventMediated) and mediated.fee == 5
+    assert net.balance(e, d) == DEPOSIT + 100
+    assert net.balance(a, b) == DEPOSIT - 115
+
+
+def test_pay__fee_above_budget__fails_fee_too_high_without_locking() -> None:
+    net = Network.create(4, Settings(fees=FeeSchedule(flat=5)))
+    a, _, _, d = net.line(DEPOSIT)
+    pay(net, a, d, 100, max_fee=9)
+    assert failure(net, a).reason is FailureReason.FEE_TOO_HIGH
+    assert not net.flights
+
+
+def test_pay__no_path__fails_no_route() -> None:
+    net = Network.create(4)
+    a, b, c, _ = net.addresses
+    net.open(a, b, DEPOSIT, DEPOSIT)
+    net.open(b, c, DEPOSIT, DEPOSIT)
+    net.publish_graph()
+    pay(net, a, net.addresses[3], 10)
+    assert failure(net, a).reason is FailureReason.NO_ROUTE
+
+
+def test_pay__above_capacity__fails_capacity() -> None:
+    net = Network.create(3)
+    a, _, c = net.line(DEPOSIT)
+    pay(net, a, c, DEPOSIT + 1)
+    assert failure(net, a).reason is FailureReason.CAPACITY
+
+
+def test_pay__target_unreachable__fails_target_offline() -> None:
+    net = Network.create(3)
+    a, _, c = net.line(DEPOSIT)
+    net.apply(a, ActionSetUnreachable(net.now, frozenset({c})))
+    pay(net, a, c, 10)
+    assert failure(net, a) == EventPaymentFailed(1, FailureReason.TARGET_OFFLINE, c)
+
+
+def test_mediator__target_unreachable__returns_lock_and_initiator_fails_target_offline() -> None:
+    net = Network.create(4)
+    a, b, c, d = net.line(DEPOSIT)
+    net.apply(c, ActionSetUnreachable(net.now, frozenset({d})))
+    pay(net, a, d, 10)
+    net.run()
+    assert failure(net, a) == EventPaymentFailed(1, FailureReason.TARGET_OFFLINE, c)
+    # Returned pairs free the capacity at once; they expire as pairs later.
+    state = net.states[a].channels[(TOKEN_NETWORK, b)]
+    assert len(state.our.locks) == len(state.partner.locks) == 1
+    net.advance(Settings().lock_timeout + 10)
+    net.run()
+    assert pending_locks(net) == 0
+    assert net.balance(a, b) == DEPOSIT
+
+
+def diamond(net: Network) -> tuple[bytes, bytes, bytes, bytes]:
+    """a - b - d and a - c - d; b's channel to d is too small for the payment."""
+    a, b, c, d = net.addresses
+    net.open(a, b, DEPOSIT, DEPOSIT)
+    net.open(a, c, DEPOSIT, DEPOSIT)
+    net.open(b, d, DEPOSIT, DEPOSIT)
+    net.open(c, d, DEPOSIT, DEPOSIT)
+    net.publish_graph()
+    return a, b, c, d
+
+
+def test_pay__hop_lacks_capacity__returned_and_retried_on_other_route() -> None:
+    net = Network.create(4)
+    a, b, c, d = diamond(net)
+    # b pays most of its side to d directly: the published graph is now stale.
+    secret_b = pay(net, b, d, 950, index=7)
+    net.run()
+    assert net.events(b, EventPaymentSucceeded)
+    pay(net, a, d, 100)
+    net.run()
+    (done,) = net.events(a, EventPaymentSucceeded)
+    assert isinstance(done, EventPaymentSucceeded) and done.amount == 100
+    initiator_view = net.effects[a]
+    assert not [e for e in initiator_view if isinstance(e, EventPaymentFailed)]
+    assert net.balance(d, c) == DEPOSIT + 100
+    assert net.balance(a, b) == DEPOSIT  # the pair nets out
+    net.advance(Settings().lock_timeout + 10)
+    net.run()
+    assert pending_locks(net) == 0
+    assert net.balance(a, b) == DEPOSIT and net.balance(a, c) == DEPOSIT - 100
+    assert secret_b
+
+
+def test_pay__every_route_fails__reason_and_failed_hop_reported() -> None:
+    net = Network.create(3)
+    a, b, c = net.line(DEPOSIT)
+    pay(net, b, c, 990, index=9)  # b pays most of its side to c: it cannot forward 500
+    net.run()
+    pay(net, a, c, 500)
+    net.run()
+    event = failure(net, a)
+    assert event.failed_hop == b and event.reason is FailureReason.CAPACITY
+
+
+def test_pay_on_delivery__invoice_secret__initiator_learns_it() -> None:
+    net = Network.create(3)
+    a, _, c = net.line(DEPOSIT)
+    secret, _ = secret_for(1)
+    net.apply(c, ActionExpectPayment(net.now, TOKEN_NETWORK, secret, TokenAmount(50)))
+    pay(net, a, c, 50, with_secret=False)
+    net.run()
+    (done,) = net.events(a, EventPaymentSucceeded)
+    assert isinstance(done, EventPaymentSucceeded) and done.secret == secret
+    assert net.balance(c, net.addresses[1]) == DEPOSIT + 50
+
+
+def test_target__amount_below_invoice__rejected_by_target() -> None:
+    net = Network.create(3)
+    a, _, c = net.line(DEPOSIT)
+    secret, _ = secret_for(1)
+    net.apply(c, ActionExpectPayment(net.now, TOKEN_NETWORK, secret, TokenAmount(60)))
+    pay(net, a, c, 50, with_secret=False)
+    net.run()
+    assert failure(net, a) == EventPaymentFailed(1, FailureReason.REJECTED, c)
+
+
+def test_announce_without_secret__target_requests_it__paid() -> None:
+    net = Network.create(3)
+    a, _, c = net.line(DEPOSIT)
+    pay(net, a, c, 40, reveal_early=False)
+    kinds = [type(codec.decode(f.data)) for f in net.flights]
+    assert PaymentSecret in kinds
+    net.run()
+    assert net.events(a, EventPaymentSucceeded)
+    assert net.events(c, EventPaymentReceived)
+
+
+def test_secret_request__wrong_amount__refused_as_invalid() -> None:
+    net = Network.create(3)
+    a, _, c = net.line(DEPOSIT)
+    _, secrethash = secret_for(1)
+    pay(net, a, c, 40, reveal_early=False)
+    request = SecretRequest(TOKEN_NETWORK, 1, secrethash, TokenAmount(39), net.now, bytes(65))
+    from offchain.protocol import signing
+
+    signed = signing.sign(net.keys[c], request, 1337, c, a)
+    effects = net.apply(a, ReceiveMessage(net.now, c, signed))
+    assert [type(e) for e in effects] == [EventInvalidReceived]
+
+
+def test_payer_never_unlocks__payee_registers_secret_in_time_and_is_paid() -> None:
+    net = Network.create(3)
+    a, b, c = net.line(DEPOSIT)
+    pay(net, a, c, 30)
+    # b is away when c reveals the secret: c must protect itself on chain.
+    while net.flights:
+        if (
+            isinstance(codec.decode(net.flights[0].data), SecretReveal)
+            and net.flights[0].sender == c
+        ):
+            net.flights.pop(0)
+            continue
+        net.deliver(0)
+    settings = Settings()
+    net.advance(settings.lock_timeout - settings.reveal_timeout - 1)
+    assert not net.registrations
+    net.advance(2)
+    assert [type(r) for r in net.registrations] == [ContractSendSecretRegister]
+    net.mine()
+    net.run()
+    assert net.events(c, EventPaymentReceived)
+    assert net.events(a, EventPaymentSucceeded)
+    assert net.balance(c, b) == DEPOSIT + 30 and net.balance(b, a) == DEPOSIT + 30
+    assert pending_locks(net) == 0
+
+
+def test_secret_never_arrives__lock_expires__payment_failed_and_funds_back() -> None:
+    net = Network.create(3)
+    a, b, c = net.line(DEPOSIT)
+    pay(net, a, c, 30)
+    assert drop(net, PaymentSecret) == 1
+    net.run()
+    assert not net.events(a, EventPaymentFailed)
+    net.advance(Settings().lock_timeout + Settings().clock_tolerance + 1)
+    kinds = {type(codec.decode(f.data)) for f in net.flights}
+    assert kinds == {LockExpired}
+    net.run()
+    assert failure(net, a).reason is FailureReason.LOCK_EXPIRED
+    assert pending_locks(net) == 0
+    assert net.balance(a, b) == DEPOSIT and net.balance(c, b) == DEPOSIT
+    assert not net.states[b].mediators and not net.states[c].targets
+
+
+def test_duplicates_and_reordering__same_outcome() -> None:
+    net = Network.create(4)
+    a, _, _, d = net.line(DEPOSIT)
+    for index in range(1, 4):
+        pay(net, a, d, 10, index=index)
+    steps = 0
+    while net.flights and steps < 10_000:
+        steps += 1
+        flight = net.flights[-1]  # newest first: reorders every channel's proofs
+        net.flights.insert(0, dataclasses.replace(flight))  # and repeats each message once
+        net.deliver(len(net.flights) - 1)
+    assert len(net.events(a, EventPaymentSucceeded)) == 3
+    assert len(net.events(d, EventPaymentReceived)) == 3
+    assert not [e for s in net.effects.values() for e in s if isinstance(e, EventInvalidReceived)]
+    assert net.balance(d, net.addresses[2]) == DEPOSIT + 30
+
+
+def test_tampered_lock__invalid_event__state_unchanged() -> None:
+    net = Network.create(3)
+    a, b, c = net.line(DEPOSIT)
+    pay(net, a, c, 30)
+    flight = next(f for f in net.flights if f.recipient == b)
+    message = codec.decode(flight.data)
+    assert isinstance(message, LockedTransfer)
+    for forged in (
+        dataclasses.replace(message, amount=TokenAmount(31)),
+        dataclasses.replace(message, target_amount=TokenAmount(29)),
+        dataclasses.replace(message, signature=bytes(65)),
+    ):
+        before = net.states[b]
+        state, effects = transition(before, ReceiveMessage(net.now, a, forged), net.keys[b])
+        assert state == before
+        assert [type(e) for e in effects] == [EventInvalidReceived]
+
+
+def test_reveal_from_stranger__no_unlock() -> None:
+    net = Network.create(3)
+    a, b, c = net.line(DEPOSIT)
+    secret = pay(net, a, c, 30)
+    drop(net, PaymentSecret)
+    net.run()
+    from offchain.protocol import signing
+
+    reveal = signing.sign(net.keys[c], SecretReveal(TOKEN_NETWORK, secret, bytes(65)), 1337, c, a)
+    effects = net.apply(a, ReceiveMessage(net.now, c, reveal))
+    assert not [e for e in effects if isinstance(e, EventPaymentSucceeded)]
+    assert net.states[a].channels[(TOKEN_NETWORK, b)].our.locks
+
+
+def test_partner_closes__we_submit_its_latest_proof__settle_claims_registered_locks() -> None:
+    net = Network.create(3)
+    a, b, c = net.line(DEPOSIT)
+    pay(net, a, c, 30)
+    while net.flights:  # everything but the unlock from b to c
+        flight = net.flights.pop(0)
+        if isinstance(codec.decode(flight.data), Unlock) and flight.sender == b:
+            continue
+        net.flights.insert(0, flight)
+        net.deliver(0)
+    effects = net.apply(c, ChainChannelClosed(net.now, TOKEN_NETWORK, b, b))
+    (update,) = [e for e in effects if isinstance(e, ContractSendUpdate)]
+    assert update.proof.locked == 30 and len(update.proof.locks) == 1
+    settings = Settings()
+    net.advance(settings.lock_timeout - settings.reveal_timeout + 1)
+    net.mine()
+    effects = net.apply(c, ChainChannelSettled(net.now, TOKEN_NETWORK, b))
+    (unlock,) = [e for e in effects if isinstance(e, ContractSendUnlock)]
+    assert [lock.amount for lock in unlock.locks] == [30]
+
+
+def test_close_action__emits_close_with_partner_proof() -> None:
+    net = Network.create(2)
+    a, b = net.line(DEPOSIT)
+    pay(net, a, b, 30)
+    net.run()
+    effects = net.apply(b, ActionCloseChannel(net.now, TOKEN_NETWORK, a))
+    (close,) = effects
+    assert isinstance(close, ContractSendClose) and close.proof is not None
+    assert close.proof.transferred == 30
+
+
+def test_lock_return_message_names_failed_hop() -> None:
+    net = Network.create(4)
+    a, b, c, d = net.line(DEPOSIT)
+    net.apply(c, ActionSetUnreachable(net.now, frozenset({d})))
+    pay(net, a, d, 10)
+    returns = []
+    while net.flights:
+        message = codec.decode(net.flights[0].data)
+        if isinstance(message, LockReturn):
+            returns.append((net.flights[0].sender, message.failed_hop, message.reason.name))
+        net.deliver(0)
+    assert returns == [(c, c, "TARGET_OFFLINE"), (b, c, "TARGET_OFFLINE")]
+
+
+@pytest.mark.parametrize("amount", [0, -1])
+def test_pay__non_positive_amount__is_a_caller_bug(amount: int) -> None:
+    net = Network.create(2)
+    a, b = net.line(DEPOSIT)
+    with pytest.raises(ValueError, match="amount"):
+        pay(net, a, b, amount)
