@@ -9,7 +9,7 @@ reordered), and a list of transactions it mines.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import itertools
 from dataclasses import dataclass, field
 
 from offchain.protocol import codec
@@ -152,7 +152,7 @@ class Network:
 
     def line(self, deposit: int) -> list[Address]:
         nodes = self.addresses
-        for a, b in zip(nodes, nodes[1:], strict=False):
+        for a, b in itertools.pairwise(nodes):
             self.open(a, b, deposit, deposit)
         self.publish_graph()
         return nodes
@@ -191,7 +191,3 @@ class Network:
 def secret_for(index: int) -> tuple[Secret, SecretHash]:
     secret = Secret(index.to_bytes(32, "big"))
     return secret, SecretHash(sha256(secret))
-
-
-def neighbours(nodes: Sequence[Address]) -> Iterable[tuple[Address, Address]]:
-    return zip(nodes, nodes[1:], strict=False)

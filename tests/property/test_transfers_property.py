@@ -17,7 +17,6 @@ from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from offchain.protocol import codec
 from offchain.protocol.channel import ChannelPhase, balance, returned_amount
 from offchain.protocol.fees import FeeSchedule
 from offchain.protocol.settlement import ParticipantTotals, settlement_payout
@@ -218,11 +217,13 @@ class TransferMachine(RuleBasedStateMachine):
         succeeded: dict[int, EventPaymentSucceeded] = {}
         for payment_id, (payer, target, _) in self.payments.items():
             for effect in net.effects[payer]:
-                if isinstance(effect, EventPaymentSucceeded | EventPaymentFailed):
-                    if effect.payment_id == payment_id:
-                        ended[payment_id] += 1
-                        if isinstance(effect, EventPaymentSucceeded):
-                            succeeded[payment_id] = effect
+                if (
+                    isinstance(effect, EventPaymentSucceeded | EventPaymentFailed)
+                    and effect.payment_id == payment_id
+                ):
+                    ended[payment_id] += 1
+                    if isinstance(effect, EventPaymentSucceeded):
+                        succeeded[payment_id] = effect
             assert ended[payment_id] == 1, (payment_id, ended[payment_id])
             received = [
                 e

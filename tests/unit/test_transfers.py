@@ -7,10 +7,11 @@ every signature is made and checked. Spec: docs/spec.md §11.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import pytest
 
-from offchain.protocol import codec
+from offchain.protocol import codec, signing
 from offchain.protocol.fees import FeeSchedule
 from offchain.protocol.messages import (
     LockedTransfer,
@@ -111,7 +112,7 @@ def test_pay__line_of_five__target_paid_mediators_even_no_locks_left() -> None:
         (mediated,) = net.events(mediator, EventMediated)
         assert isinstance(mediated, EventMediated) and mediated.fee == 0
         assert not net.states[mediator].mediators
-    assert [net.balance(x, y) for x, y in zip(net.addresses, net.addresses[1:])] == [900] * 4
+    assert [net.balance(x, y) for x, y in itertools.pairwise(net.addresses)] == [900] * 4
     assert pending_locks(net) == 0
 
 
@@ -262,8 +263,6 @@ def test_secret_request__wrong_amount__refused_as_invalid() -> None:
     _, secrethash = secret_for(1)
     pay(net, a, c, 40, reveal_early=False)
     request = SecretRequest(TOKEN_NETWORK, 1, secrethash, TokenAmount(39), net.now, bytes(65))
-    from offchain.protocol import signing
-
     signed = signing.sign(net.keys[c], request, 1337, c, a)
     effects = net.apply(a, ReceiveMessage(net.now, c, signed))
     assert [type(e) for e in effects] == [EventInvalidReceived]
@@ -353,8 +352,6 @@ def test_reveal_from_stranger__no_unlock() -> None:
     secret = pay(net, a, c, 30)
     drop(net, PaymentSecret)
     net.run()
-    from offchain.protocol import signing
-
     reveal = signing.sign(net.keys[c], SecretReveal(TOKEN_NETWORK, secret, bytes(65)), 1337, c, a)
     effects = net.apply(a, ReceiveMessage(net.now, c, reveal))
     assert not [e for e in effects if isinstance(e, EventPaymentSucceeded)]
