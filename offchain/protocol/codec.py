@@ -9,9 +9,9 @@ that many entries, each laid out by `BatchEntry.FIELDS`.
 
 Canonical: each message has exactly one encoding. `decode` refuses non-minimal varints,
 values out of range, unknown versions, types or reasons, list counts outside their range,
-short input and trailing bytes,
-so `encode(decode(b)) == b` for every accepted `b` and `decode(encode(m)) == m` for every
-message. Any input that is not a valid encoding raises `DecodeError` and nothing else.
+short input and trailing bytes, so `encode(decode(b)) == b` for every accepted `b` and
+`decode(encode(m)) == m` for every message. Any input that is not a valid encoding raises
+`DecodeError` and nothing else.
 
 Does not belong here: signature checks (the signature is carried, not verified), channel
 rules, or I/O.
