@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -23,12 +24,15 @@ from offchain.protocol.crypto import sha256
 from offchain.protocol.errors import InvalidSignature
 from offchain.protocol.locks import MAX_PENDING_LOCKS, Lock, balance_hash, locksroot
 from offchain.protocol.messages import (
+    MAX_BATCH_PAYMENTS,
+    BatchEntry,
     DirectTransfer,
     LockedTransfer,
     LockExpired,
     LockReturn,
     PaymentId,
     ReturnReason,
+    TransferBatch,
     Unlock,
 )
 from offchain.protocol.signing import PLACEHOLDER_SIGNATURE
@@ -46,7 +50,9 @@ from offchain.protocol.types import (
     TokenAmount,
 )
 
-BalanceProofMessage = DirectTransfer | LockedTransfer | LockReturn | Unlock | LockExpired
+BalanceProofMessage = (
+    DirectTransfer | LockedTransfer | LockReturn | Unlock | LockExpired | TransferBatch
+)
 NONCE_LIMIT: Final = 2**64 - 1
 ZERO_AMOUNT: Final = TokenAmount(0)
 NO_NONCE: Final = Nonce(0)
@@ -211,6 +217,47 @@ def make_direct_transfer(
     new_channel, signed = _sign_new_end(channel, key, new_our, message)
     assert isinstance(signed, DirectTransfer)
     return new_channel, signed
+
+
+def make_transfer_batch(
+    channel: ChannelState, key: PrivateKey, entries: Sequence[BatchEntry]
+) -> tuple[ChannelState, TransferBatch] | Rejected:
+    """Pay several payments to the partner at once, under one signature (T rises by the sum).
+
+    The same rules as for the receiver: 1..`MAX_BATCH_PAYMENTS` entries, each amount
+    positive, payment ids distinct, the total within what we can spend.
+    """
+    nonce = _next_nonce(channel)
+    if isinstance(nonce, Rejected):
+        return nonce
+    payments = tuple(entries)
+    total = _batch_total(payments)
+    if isinstance(total, Rejected):
+        return total
+    if total > spendable(channel.our, channel.partner):
+        return Rejected("insufficient capacity")
+    new_our = dataclasses.replace(
+        channel.our, transferred=TokenAmount(channel.our.transferred + total), nonce=nonce
+    )
+    message = TransferBatch(
+        channel.token_network, channel.generation, nonce, payments, PLACEHOLDER_SIGNATURE
+    )
+    new_channel, signed = _sign_new_end(channel, key, new_our, message)
+    assert isinstance(signed, TransferBatch)
+    return new_channel, signed
+
+
+def _batch_total(payments: tuple[BatchEntry, ...]) -> TokenAmount | Rejected:
+    """The sum a batch pays, or why the batch is not valid (for sender and receiver alike)."""
+    if not 1 <= len(payments) <= MAX_BATCH_PAYMENTS:
+        return Rejected(f"a batch holds 1 to {MAX_BATCH_PAYMENTS} payments")
+    amounts = [entry.amount for entry in payments]
+    if min(amounts) <= 0:
+        return Rejected("amount must be positive")
+    # Distinct ids let the receiver attribute each payment, and prove it with the signed body.
+    if len({entry.payment_id for entry in payments}) != len(payments):
+        return Rejected("duplicate payment id in the batch")
+    return TokenAmount(sum(amounts))
 
 
 def check_new_lock(channel: ChannelState, lock: Lock, now: Timestamp) -> Rejected | None:
@@ -448,6 +495,15 @@ def _derive_partner(
                 return Rejected("amount exceeds the partner's capacity")
             return dataclasses.replace(
                 partner, transferred=TokenAmount(partner.transferred + message.amount)
+            )
+        case TransferBatch():
+            total = _batch_total(message.payments)
+            if isinstance(total, Rejected):
+                return total
+            if total > spendable(partner, our):
+                return Rejected("amount exceeds the partner's capacity")
+            return dataclasses.replace(
+                partner, transferred=TokenAmount(partner.transferred + total)
             )
         case LockedTransfer():
             lock = Lock(message.expiration, message.amount, message.secrethash)

@@ -3,12 +3,15 @@
 Belongs here: the wire format only. Layout: `version (1) ‖ type (1) ‖ fields ‖ signature
 (65)`, fields in the order of the class's `FIELDS`, each in its `Field` encoding.
 Integers that are usually small (nonces, timestamps, amounts) are minimal unsigned LEB128
-varints; everything else is fixed width, big-endian.
+varints; everything else is fixed width, big-endian. The one list, `Field.PAYMENTS` (the
+entries of a `TransferBatch`), is a one-byte count in 1..`MAX_BATCH_PAYMENTS` followed by
+that many entries, each laid out by `BatchEntry.FIELDS`.
 
 Canonical: each message has exactly one encoding. `decode` refuses non-minimal varints,
-values out of range, unknown versions, types or reasons, short input and trailing bytes,
-so `encode(decode(b)) == b` for every accepted `b` and `decode(encode(m)) == m` for every
-message. Any input that is not a valid encoding raises `DecodeError` and nothing else.
+values out of range, unknown versions, types or reasons, list counts outside their range,
+short input and trailing bytes, so `encode(decode(b)) == b` for every accepted `b` and
+`decode(encode(m)) == m` for every message. Any input that is not a valid encoding raises
+`DecodeError` and nothing else.
 
 Does not belong here: signature checks (the signature is carried, not verified), channel
 rules, or I/O.
@@ -21,19 +24,26 @@ from typing import Final
 
 from offchain.protocol.errors import ValidationError
 from offchain.protocol.messages import (
+    MAX_BATCH_PAYMENTS,
     MAX_MESSAGE_AMOUNT,
     MESSAGE_CLASSES,
     WIRE_VERSION,
+    BatchEntry,
     Field,
     LockReturn,
     Message,
     MessageType,
     ReturnReason,
 )
-from offchain.protocol.types import SIGNATURE_LENGTH, UINT32_MAX, UINT64_MAX
+from offchain.protocol.types import SIGNATURE_LENGTH, UINT32_MAX, UINT64_MAX, TokenAmount
 
 MESH_FRAME_BYTES: Final = 210
-"""One long-range mesh radio frame; every per-hop payment message must fit in it."""
+"""One long-range mesh radio frame; every per-hop payment message must fit in it.
+
+`TransferBatch` is not one of those: it is a throughput tool whose size grows with its
+entries, and the mesh fragments it end to end. docs/spec.md §9 says how many entries fit
+one frame, for a sender that wants its batch to travel unfragmented.
+"""
 
 _FIXED_SIZES: Final = {
     Field.ADDRESS: 20,
@@ -43,6 +53,7 @@ _FIXED_SIZES: Final = {
     Field.U64: 8,
 }
 _VARINT_LIMITS: Final = {Field.VARINT64: UINT64_MAX, Field.AMOUNT: MAX_MESSAGE_AMOUNT}
+_AMOUNT_VARINT_BITS: Final = 7 * ((MAX_MESSAGE_AMOUNT.bit_length() + 6) // 7)
 _FIXED_INT_LIMITS: Final = {Field.U8: 0xFF, Field.U32: UINT32_MAX, Field.U64: UINT64_MAX}
 
 
@@ -61,9 +72,16 @@ def varint_size(limit: int) -> int:
 
 def max_size(message_type: MessageType) -> int:
     """The largest encoding of a message of this type."""
-    size = 2 + SIGNATURE_LENGTH
-    for _, kind in MESSAGE_CLASSES[message_type].FIELDS:
-        size += _FIXED_SIZES.get(kind) or varint_size(_VARINT_LIMITS[kind])
+    return 2 + _fields_max_size(MESSAGE_CLASSES[message_type].FIELDS) + SIGNATURE_LENGTH
+
+
+def _fields_max_size(layout: tuple[tuple[str, Field], ...]) -> int:
+    size = 0
+    for _, kind in layout:
+        if kind is Field.PAYMENTS:
+            size += 1 + MAX_BATCH_PAYMENTS * _fields_max_size(BatchEntry.FIELDS)
+        else:
+            size += _FIXED_SIZES.get(kind) or varint_size(_VARINT_LIMITS[kind])
     return size
 
 
@@ -94,11 +112,37 @@ def encode_body(message: Message) -> bytes:
         elif kind in _FIXED_INT_LIMITS:
             _check_int(value, _FIXED_INT_LIMITS[kind], name)
             out += int(value).to_bytes(_FIXED_SIZES[kind], "big")
+        elif kind is Field.PAYMENTS:
+            _put_payments(out, value, name)
         else:
             if not isinstance(value, bytes) or len(value) != _FIXED_SIZES[kind]:
                 raise EncodeError(f"{name}: expected {_FIXED_SIZES[kind]} bytes")
             out += value
     return bytes(out)
+
+
+def _put_payments(out: bytearray, entries: object, name: str) -> None:
+    # Written out for the one entry layout (`_check_layouts` holds BatchEntry.FIELDS to it),
+    # with the range checks inline: a batch is encoded several times per update (the body
+    # hash when signing and when checking, the wire), so its per-entry cost bounds the
+    # batching throughput. `type(...) is int` also refuses bools, as `_check_int` does.
+    if not isinstance(entries, tuple) or not 1 <= len(entries) <= MAX_BATCH_PAYMENTS:
+        raise EncodeError(f"{name}: expected a tuple of 1..{MAX_BATCH_PAYMENTS} entries")
+    out.append(len(entries))
+    for entry in entries:
+        if type(entry) is not BatchEntry:
+            raise EncodeError(f"{name}: expected BatchEntry items")
+        payment_id: int = entry.payment_id
+        amount: int = entry.amount
+        if type(payment_id) is not int or not 0 <= payment_id <= UINT64_MAX:
+            raise EncodeError(f"{name}.payment_id: expected an integer in 0..{UINT64_MAX}")
+        if type(amount) is not int or not 0 <= amount <= MAX_MESSAGE_AMOUNT:
+            raise EncodeError(f"{name}.amount: expected an integer in 0..{MAX_MESSAGE_AMOUNT}")
+        out += payment_id.to_bytes(8, "big")
+        while amount > 0x7F:  # `_put_varint`, inline
+            out.append((amount & 0x7F) | 0x80)
+            amount >>= 7
+        out.append(amount)
 
 
 def _check_int(value: object, limit: int, name: str) -> None:
@@ -166,6 +210,8 @@ def decode(data: bytes) -> Message:
             values[name] = reader.varint(_VARINT_LIMITS[kind])
         elif kind in _FIXED_INT_LIMITS:
             values[name] = int.from_bytes(reader.take(_FIXED_SIZES[kind]), "big")
+        elif kind is Field.PAYMENTS:
+            values[name] = _read_payments(reader)
         else:
             values[name] = reader.take(_FIXED_SIZES[kind])
     values["signature"] = reader.take(SIGNATURE_LENGTH)
@@ -181,12 +227,50 @@ def decode(data: bytes) -> Message:
     return cls(**values)  # type: ignore[arg-type]
 
 
+def _read_payments(reader: _Reader) -> tuple[BatchEntry, ...]:
+    # `_Reader.take` and `_Reader.varint` written out for the entry layout, for the reason
+    # `_put_payments` gives; the refusals are the same.
+    count = reader.take(1)[0]
+    if not 1 <= count <= MAX_BATCH_PAYMENTS:
+        raise DecodeError(f"batch of {count} payments, expected 1..{MAX_BATCH_PAYMENTS}")
+    data, pos, end = reader.data, reader.pos, len(reader.data)
+    entries = []
+    for _ in range(count):
+        if pos + 8 >= end:  # the id and at least one byte of the amount
+            raise DecodeError("truncated message")
+        payment_id = int.from_bytes(data[pos : pos + 8], "big")
+        pos += 8
+        amount = shift = 0
+        while True:
+            if pos >= end:
+                raise DecodeError("truncated varint")
+            byte = data[pos]
+            pos += 1
+            amount |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+            if shift >= _AMOUNT_VARINT_BITS:
+                raise DecodeError("varint too long")
+        if byte == 0 and shift > 7:
+            raise DecodeError("non-minimal varint")
+        if amount > MAX_MESSAGE_AMOUNT:
+            raise DecodeError("varint out of range")
+        entries.append(BatchEntry(payment_id, TokenAmount(amount)))
+    reader.pos = pos
+    return tuple(entries)
+
+
 def _check_layouts() -> None:
     # Every class's dataclass fields are its wire FIELDS plus the signature, in order:
     # `decode` relies on it to build messages from keyword arguments.
     for cls in MESSAGE_CLASSES.values():
         names = [f.name for f in dataclass_fields(cls)]
         assert names == [*(name for name, _ in cls.FIELDS), "signature"], cls.__name__
+    # The batch entry codec is written out for this layout, and its count is one byte.
+    assert BatchEntry.FIELDS == (("payment_id", Field.U64), ("amount", Field.AMOUNT))
+    assert [f.name for f in dataclass_fields(BatchEntry)] == ["payment_id", "amount"]
+    assert 1 <= MAX_BATCH_PAYMENTS <= 0xFF
 
 
 _check_layouts()

@@ -6,13 +6,16 @@ and what its signature covers. Every message is signed; the signature is always 
 
 What a signature covers:
 - balance-proof messages (`DirectTransfer`, `LockedTransfer`, `LockReturn`, `Unlock`,
-  `LockExpired`): an EIP-712 `BalanceProof` over the channel, generation, nonce, the
-  balance hash of the sender's new (T, L, locksroot) and `additionalHash =
-  keccak256(body)`. T, L and the locksroot are not on the wire: the receiver derives them
-  from its copy of the channel plus the message, and a signature that does not verify
-  against that derivation is rejected. This keeps every per-hop message under one
-  210-byte mesh frame and makes the one signature serve as message authentication and as
-  the balance proof the contract accepts.
+  `LockExpired`, `TransferBatch`): an EIP-712 `BalanceProof` over the channel,
+  generation, nonce, the balance hash of the sender's new (T, L, locksroot) and
+  `additionalHash = keccak256(body)`. T, L and the locksroot are not on the wire: the
+  receiver derives them from its copy of the channel plus the message, and a signature
+  that does not verify against that derivation is rejected. This keeps every per-hop
+  message under one 210-byte mesh frame and makes the one signature serve as message
+  authentication and as the balance proof the contract accepts. `TransferBatch` is the
+  one balance-proof message not bound to one frame: it folds up to `MAX_BATCH_PAYMENTS`
+  payments into one signature, and the mesh fragments it end to end (docs/spec.md §9
+  says how many entries fit one frame).
 - withdraw and cooperative-settle messages: the EIP-712 `Withdraw` / `CooperativeSettle`
   struct itself, so the signature can go to the chain as it is.
 - everything else: EIP-712 `Message(bytes32 bodyHash)` with `bodyHash = keccak256(body)`.
@@ -53,6 +56,14 @@ exceed 2**92; the cap keeps every amount within a 14-byte varint.
 PaymentId = int
 """A 64-bit payment identifier chosen by the initiator (fixed 8 bytes on the wire)."""
 
+MAX_BATCH_PAYMENTS: Final = 255
+"""Most payments one `TransferBatch` carries: its count is one byte on the wire.
+
+The cap bounds what a receiver must parse and check before the single signature
+verification (at most 5,712 bytes). At 255 entries the signature is about a sixth of a
+batch's cost, the rest being per entry, so a larger cap would buy little throughput.
+"""
+
 
 class MessageType(enum.IntEnum):
     """The second byte of every message."""
@@ -71,6 +82,7 @@ class MessageType(enum.IntEnum):
     COOP_SETTLE_REQUEST = 12
     COOP_SETTLE_RESPONSE = 13
     PROCESSED = 14
+    TRANSFER_BATCH = 15
 
 
 class Field(enum.Enum):
@@ -83,6 +95,9 @@ class Field(enum.Enum):
     U64 = "u64"  # 8 bytes big-endian
     VARINT64 = "varint64"  # minimal unsigned LEB128, at most 2**64 - 1 (10 bytes)
     AMOUNT = "amount"  # minimal unsigned LEB128, at most 2**96 - 1 (14 bytes)
+    # A list: a u8 count in 1..MAX_BATCH_PAYMENTS, then that many `BatchEntry`s, each in
+    # the order and encodings of `BatchEntry.FIELDS`.
+    PAYMENTS = "payments"
 
 
 class Signing(enum.Enum):
@@ -411,6 +426,46 @@ class Processed:
     signature: Signature
 
 
+@dataclass(frozen=True, slots=True)
+class BatchEntry:
+    """One payment of a `TransferBatch`: its id and the amount it pays."""
+
+    FIELDS: ClassVar[tuple[tuple[str, Field], ...]] = (
+        ("payment_id", Field.U64),
+        ("amount", Field.AMOUNT),
+    )
+
+    payment_id: PaymentId
+    amount: TokenAmount
+
+
+@dataclass(frozen=True, slots=True)
+class TransferBatch:
+    """Pays several payments to the partner with no lock: T rises by the sum of `payments`.
+
+    One signature (one balance proof) covers the whole batch, so a sender with payments
+    queued for the same partner is not limited to one signature per payment. The entries
+    are in the signed body (`additionalHash`), so the receiver can attribute and prove each
+    payment. The channel rules want 1..`MAX_BATCH_PAYMENTS` entries, each amount positive
+    and the payment ids distinct; the codec checks only the count.
+    """
+
+    TYPE: ClassVar[MessageType] = MessageType.TRANSFER_BATCH
+    SIGNING: ClassVar[Signing] = Signing.BALANCE_PROOF
+    FIELDS: ClassVar[tuple[tuple[str, Field], ...]] = (
+        ("token_network", Field.ADDRESS),
+        ("generation", Field.U32),
+        ("nonce", Field.VARINT64),
+        ("payments", Field.PAYMENTS),
+    )
+
+    token_network: Address
+    generation: Generation
+    nonce: Nonce
+    payments: tuple[BatchEntry, ...]
+    signature: Signature
+
+
 Message = (
     DirectTransfer
     | LockedTransfer
@@ -426,6 +481,7 @@ Message = (
     | CoopSettleRequest
     | CoopSettleResponse
     | Processed
+    | TransferBatch
 )
 """Every message of the protocol."""
 
@@ -446,5 +502,6 @@ MESSAGE_CLASSES: Final[dict[MessageType, type[Message]]] = {
         CoopSettleRequest,
         CoopSettleResponse,
         Processed,
+        TransferBatch,
     )
 }

@@ -48,6 +48,7 @@ from offchain.protocol.messages import (
     Processed,
     SecretRequest,
     SecretReveal,
+    TransferBatch,
     Unlock,
     WithdrawConfirmation,
     WithdrawExpired,
@@ -163,7 +164,14 @@ def _partner_proof(channel: ChannelState) -> PartnerProof | None:
 
 def _receive(step: Step, sender: Address, message: Message) -> None:
     match message:
-        case DirectTransfer() | LockedTransfer() | LockReturn() | Unlock() | LockExpired():
+        case (
+            DirectTransfer()
+            | TransferBatch()
+            | LockedTransfer()
+            | LockReturn()
+            | Unlock()
+            | LockExpired()
+        ):
             _receive_balance_proof(step, sender, message)
         case PaymentSecret():
             if _verified(step, sender, message):
@@ -250,6 +258,10 @@ def _apply(
     match message:
         case DirectTransfer():
             step.effects.append(EventPaymentReceived(message.payment_id, sender, message.amount))
+        case TransferBatch():
+            # One proof, several payments: each is received as if it had come alone.
+            for entry in message.payments:
+                step.effects.append(EventPaymentReceived(entry.payment_id, sender, entry.amount))
         case LockedTransfer():
             if message.target == step.address:
                 target.on_lock(step, sender, message)

@@ -7,7 +7,7 @@ the document cannot drift from the code (a unit test compares them). Pure string
 from __future__ import annotations
 
 from offchain.protocol import codec
-from offchain.protocol.messages import MESSAGE_CLASSES, Field
+from offchain.protocol.messages import MAX_BATCH_PAYMENTS, MESSAGE_CLASSES, BatchEntry, Field
 
 _WIDTH = {
     Field.ADDRESS: "20",
@@ -32,7 +32,14 @@ def message_tables() -> str:
         parts.append("| 0 | version = 1 | 1 |")
         parts.append(f"| 1 | type = {message_type.value} | 1 |")
         for index, (name, kind) in enumerate(cls.FIELDS, start=2):
-            parts.append(f"| {index} | {name} | {_WIDTH[kind]} |")
+            if kind is Field.PAYMENTS:
+                # A list: its count, then each entry's fields, numbered index.1, index.2...
+                parts.append(f"| {index} | {name}: count n, 1..{MAX_BATCH_PAYMENTS} | 1 |")
+                for sub, (entry, entry_kind) in enumerate(BatchEntry.FIELDS, start=1):
+                    width = _WIDTH[entry_kind]
+                    parts.append(f"| {index}.{sub} | {name}[i].{entry}, i = 1..n | {width} |")
+            else:
+                parts.append(f"| {index} | {name} | {_WIDTH[kind]} |")
         parts.append(f"| {len(cls.FIELDS) + 2} | signature | 65 |\n")
     return "\n".join(parts)
 

@@ -1,7 +1,7 @@
 """Two views of one channel driven by random messages: invariants I-P1..I-P4 of docs/spec.md.
 
-Rules make balance-proof messages on either side (direct, lock, unlock, lock return,
-lock expired), deliver them in order, deliver duplicates and stale copies (which must be
+Rules make balance-proof messages on either side (direct, batch, lock, unlock, lock
+return, lock expired), deliver them in order, deliver duplicates and stale copies (which must be
 rejected and change nothing), and advance time. The receiver's view always equals the
 sender's once everything in flight has been delivered.
 """
@@ -21,7 +21,7 @@ from offchain.protocol import channel as ch
 from offchain.protocol.channel import Rejected
 from offchain.protocol.crypto import keccak256, sha256
 from offchain.protocol.locks import Lock
-from offchain.protocol.messages import ReturnReason
+from offchain.protocol.messages import BatchEntry, ReturnReason
 from offchain.protocol.types import Secret, SecretHash, Timestamp, TokenAmount
 from tests.lib.channel_views import KEY_A, KEY_B, NOW, views
 
@@ -62,6 +62,14 @@ class ChannelPair(RuleBasedStateMachine):
             side,
             ch.make_direct_transfer(self.view[side], KEYS[side], TokenAmount(amount), self.counter),
         )
+
+    @rule(side=SIDES, amounts=st.lists(st.integers(1, 80), min_size=1, max_size=6))
+    def batch(self, side: str, amounts: list[int]) -> None:
+        entries = []
+        for amount in amounts:
+            self.counter += 1
+            entries.append(BatchEntry(self.counter, TokenAmount(amount)))
+        self._made(side, ch.make_transfer_batch(self.view[side], KEYS[side], entries))
 
     @rule(side=SIDES, amount=st.integers(1, 200), lifetime=st.integers(61, 3600))
     def lock(self, side: str, amount: int, lifetime: int) -> None:

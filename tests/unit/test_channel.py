@@ -12,10 +12,18 @@ import dataclasses
 import pytest
 
 from offchain.protocol import channel as ch
+from offchain.protocol import signing
 from offchain.protocol.channel import ChannelState, Rejected
 from offchain.protocol.crypto import keccak256
-from offchain.protocol.locks import MAX_PENDING_LOCKS, Lock
-from offchain.protocol.messages import LockedTransfer, ReturnReason
+from offchain.protocol.locks import MAX_PENDING_LOCKS, Lock, balance_hash
+from offchain.protocol.messages import (
+    MAX_BATCH_PAYMENTS,
+    BatchEntry,
+    LockedTransfer,
+    ReturnReason,
+    TransferBatch,
+)
+from offchain.protocol.signing import PLACEHOLDER_SIGNATURE
 from offchain.protocol.types import (
     Generation,
     Nonce,
@@ -31,6 +39,7 @@ from tests.lib.channel_views import (
     NOW,
     REVEAL,
     SETTLE,
+    A,
     B,
     lock,
     secret,
@@ -263,3 +272,133 @@ def test_unlock__returned_lock__refused_by_its_payer() -> None:
     b, returned = ok(ch.make_lock_return(b, KEY_B, lock(1).secrethash, 1, ReturnReason.NO_ROUTE, B))
     a = deliver(a, returned)  # type: ignore[arg-type]
     assert ch.make_unlock(a, KEY_A, value, 1) == Rejected("lock was returned")
+
+
+# --- batches ------------------------------------------------------------------------------
+
+
+def entries(*amounts: int, first_id: int = 1) -> tuple[BatchEntry, ...]:
+    return tuple(BatchEntry(first_id + i, TokenAmount(amount)) for i, amount in enumerate(amounts))
+
+
+def signed_by_a(sender: ChannelState, payments: tuple[BatchEntry, ...]) -> TransferBatch:
+    """A batch A signs honestly over whatever it claims, bypassing A's own checks.
+
+    The receiver's refusal then comes from the rule under test, not from the signature. A
+    batch of no entries or above the cap has no encoding, so nothing can sign it (nor decode
+    it): it comes unsigned, and the channel must still refuse it before the signature.
+    """
+    total = sum(entry.amount for entry in payments)
+    message = TransferBatch(
+        NETWORK, Generation(1), Nonce(sender.our.nonce + 1), payments, PLACEHOLDER_SIGNATURE
+    )
+    if not 1 <= len(payments) <= MAX_BATCH_PAYMENTS:
+        return message
+    new_hash = balance_hash(
+        TokenAmount(sender.our.transferred + total), sender.our.locked, sender.our.locksroot
+    )
+    return signing.sign(KEY_A, message, 1, A, B, new_hash)
+
+
+def test_transfer_batch__valid__both_views_agree_and_total_paid() -> None:
+    a, b = views()
+    a, message = ok(ch.make_transfer_batch(a, KEY_A, entries(5, 7, 11)))
+    assert isinstance(message, TransferBatch) and message.nonce == 1
+    b = deliver(b, message)  # type: ignore[arg-type]
+    same_view(a, b)
+    assert b.partner.transferred == 23
+    assert ch.balance(b.our, b.partner) == 73
+    # One balance proof per batch: a direct transfer after it takes the next nonce.
+    a, direct = ok(ch.make_direct_transfer(a, KEY_A, TokenAmount(2), 9))
+    b = deliver(b, direct)  # type: ignore[arg-type]
+    same_view(a, b)
+    assert (b.partner.nonce, b.partner.transferred) == (2, 25)
+
+
+def test_transfer_batch__full_batch_to_the_last_token__accepted() -> None:
+    a, b = views(deposit_a=MAX_BATCH_PAYMENTS)
+    a, message = ok(ch.make_transfer_batch(a, KEY_A, entries(*[1] * MAX_BATCH_PAYMENTS)))
+    b = deliver(b, message)  # type: ignore[arg-type]
+    same_view(a, b)
+    assert ch.spendable(a.our, a.partner) == 0
+
+
+@pytest.mark.parametrize(
+    ("payments", "reason"),
+    [
+        ((), f"a batch holds 1 to {MAX_BATCH_PAYMENTS} payments"),
+        (
+            entries(*[1] * (MAX_BATCH_PAYMENTS + 1)),
+            f"a batch holds 1 to {MAX_BATCH_PAYMENTS} payments",
+        ),
+        (entries(5, 0, 3), "amount must be positive"),
+        (
+            (BatchEntry(4, TokenAmount(1)), BatchEntry(4, TokenAmount(2))),
+            "duplicate payment id in the batch",
+        ),
+        (entries(60, 41), "insufficient capacity"),
+    ],
+    ids=["empty", "above-cap", "zero-amount", "duplicate-id", "above-capacity"],
+)
+def test_transfer_batch__bad_batch__rejected_by_sender_and_receiver(
+    payments: tuple[BatchEntry, ...], reason: str
+) -> None:
+    a, b = views()
+    assert ch.make_transfer_batch(a, KEY_A, payments) == Rejected(reason)
+    receiver_reason = (
+        "amount exceeds the partner's capacity" if reason == "insufficient capacity" else reason
+    )
+    assert ch.receive(b, signed_by_a(a, payments), NOW) == Rejected(receiver_reason)
+
+
+def test_transfer_batch__sender_checks_after_earlier_payments__capacity_counts_them() -> None:
+    a, _ = views()
+    a, _ = ok(ch.make_direct_transfer(a, KEY_A, TokenAmount(90), 1))
+    assert ch.make_transfer_batch(a, KEY_A, entries(6, 5)) == Rejected("insufficient capacity")
+    ok(ch.make_transfer_batch(a, KEY_A, entries(6, 4)))
+
+
+def test_receive__batch_bad_header_or_signature__rejected() -> None:
+    a, b = views()
+    _, message = ok(ch.make_transfer_batch(a, KEY_A, entries(5, 7)))
+    assert isinstance(message, TransferBatch)
+    renumbered = (BatchEntry(1, TokenAmount(5)), BatchEntry(3, TokenAmount(7)))
+    swapped = (BatchEntry(1, TokenAmount(7)), BatchEntry(2, TokenAmount(5)))
+    mismatch = "signature does not match the partner's balance"
+    cases = {
+        "wrong token network": dataclasses.replace(message, token_network=b"\x01" * 20),
+        "wrong channel generation": dataclasses.replace(message, generation=2),
+        "nonce 2 is not 1": dataclasses.replace(message, nonce=2),
+        # A different total changes the balance hash the signature covers...
+        mismatch: dataclasses.replace(message, payments=entries(5, 8)),
+    }
+    for reason, bad in cases.items():
+        assert ch.receive(b, bad, NOW) == Rejected(reason)  # type: ignore[arg-type]
+    # ...and the same total with other ids or another split changes the additional hash:
+    # the signature binds each payment, not only the sum.
+    for payments in (renumbered, swapped):
+        forged = dataclasses.replace(message, payments=payments)
+        assert ch.receive(b, forged, NOW) == Rejected(mismatch)
+    stranger = PrivateKey(keccak256(b"channel test stranger"))
+    _, by_stranger = ok(ch.make_transfer_batch(a, stranger, entries(5, 7)))
+    assert ch.receive(b, by_stranger, NOW) == Rejected(mismatch)  # type: ignore[arg-type]
+    high_s = dataclasses.replace(message, signature=message.signature[:32] + b"\xff" * 33)
+    result = ch.receive(b, high_s, NOW)
+    assert isinstance(result, Rejected) and result.reason.startswith("malformed signature")
+
+
+def test_receive__batch_delivered_twice__second_rejected() -> None:
+    a, b = views()
+    _, message = ok(ch.make_transfer_batch(a, KEY_A, entries(5, 7)))
+    b = deliver(b, message)  # type: ignore[arg-type]
+    assert ch.receive(b, message, NOW) == Rejected("nonce 1 is not 2")  # type: ignore[arg-type]
+    assert b.partner.transferred == 12
+
+
+def test_transfer_batch__closed_channel__rejected() -> None:
+    a, b = views()
+    _, message = ok(ch.make_transfer_batch(a, KEY_A, entries(5)))
+    closed_a = dataclasses.replace(a, phase=ch.ChannelPhase.CLOSED)
+    closed_b = dataclasses.replace(b, phase=ch.ChannelPhase.CLOSED)
+    assert ch.make_transfer_batch(closed_a, KEY_A, entries(5)) == Rejected("channel not open")
+    assert ch.receive(closed_b, message, NOW) == Rejected("channel not open")  # type: ignore[arg-type]

@@ -12,8 +12,10 @@ from hypothesis import strategies as st
 from offchain.protocol import codec
 from offchain.protocol.codec import MESH_FRAME_BYTES, DecodeError, EncodeError, decode, encode
 from offchain.protocol.messages import (
+    MAX_BATCH_PAYMENTS,
     MAX_MESSAGE_AMOUNT,
     MESSAGE_CLASSES,
+    BatchEntry,
     DirectTransfer,
     Field,
     LockedTransfer,
@@ -21,6 +23,7 @@ from offchain.protocol.messages import (
     Message,
     MessageType,
     ReturnReason,
+    TransferBatch,
 )
 from offchain.protocol.wire_doc import message_tables
 
@@ -45,6 +48,14 @@ _FIELD_STRATEGIES: dict[Field, st.SearchStrategy[Any]] = {
     Field.VARINT64: st.one_of(st.integers(0, 300), st.integers(0, 2**64 - 1)),
     Field.AMOUNT: st.one_of(st.integers(0, 10**6), st.integers(0, MAX_MESSAGE_AMOUNT)),
 }
+# Zero amounts and repeated ids are well-formed on the wire (the channel rules refuse them).
+_FIELD_STRATEGIES[Field.PAYMENTS] = st.lists(
+    st.builds(
+        BatchEntry, _FIELD_STRATEGIES[BatchEntry.FIELDS[0][1]], _FIELD_STRATEGIES[Field.AMOUNT]
+    ),
+    min_size=1,
+    max_size=MAX_BATCH_PAYMENTS,
+).map(tuple)
 
 
 def message_strategy(message_type: MessageType) -> st.SearchStrategy[Message]:
@@ -85,6 +96,7 @@ def _largest(message_type: MessageType) -> Message:
         Field.VARINT64: 2**64 - 1,
         Field.AMOUNT: MAX_MESSAGE_AMOUNT,
     }
+    top[Field.PAYMENTS] = (BatchEntry(2**64 - 1, MAX_MESSAGE_AMOUNT),) * MAX_BATCH_PAYMENTS
     kwargs: dict[str, Any] = {name: top[kind] for name, kind in cls.FIELDS}
     if cls is LockReturn:
         kwargs["reason"] = ReturnReason.NO_ROUTE
@@ -105,10 +117,34 @@ def test_decode__random_bytes__only_decode_error(data: bytes) -> None:
     assert encode(message) == data
 
 
+@given(st.binary(max_size=400))
+def test_decode__random_batch_body__only_decode_error(data: bytes) -> None:
+    # Random bytes rarely start with a valid header: give them one, so that the list decoder
+    # itself meets random counts, ids and varints.
+    raw = bytes((1, MessageType.TRANSFER_BATCH)) + data
+    try:
+        message = decode(raw)
+    except DecodeError:
+        return
+    assert encode(message) == raw
+
+
 @given(any_message, st.data())
 def test_decode__mutated_valid_message__only_decode_error_or_canonical(
     message: Message, data: st.DataObject
 ) -> None:
+    _check_mutated(message, data)
+
+
+@given(message_strategy(MessageType.TRANSFER_BATCH), st.data())
+def test_decode__mutated_transfer_batch__only_decode_error_or_canonical(
+    message: Message, data: st.DataObject
+) -> None:
+    # The one message with a list: mutations of its count and entries get their own search.
+    _check_mutated(message, data)
+
+
+def _check_mutated(message: Message, data: st.DataObject) -> None:
     raw = bytearray(encode(message))
     mutation = data.draw(st.sampled_from(["flip", "truncate", "extend", "insert"]))
     if mutation == "flip":
@@ -189,3 +225,122 @@ def test_spec__wire_tables__match_the_code() -> None:
     assert spec[start:end].strip() == message_tables().strip(), (
         "docs/spec.md wire tables are stale: regenerate with python -m offchain.protocol.wire_doc"
     )
+
+
+def _batch(*amounts: int, nonce: int = 1) -> TransferBatch:
+    entries = tuple(BatchEntry(100 + i, amount) for i, amount in enumerate(amounts))
+    return TransferBatch(b"\x01" * 20, 1, nonce, entries, b"\x02" * 65)  # type: ignore[arg-type]
+
+
+# Offsets in a batch with a one-byte nonce: version, type, network (20), generation (4),
+# nonce (1), then the count, then the entries.
+_COUNT_AT = 2 + 20 + 4 + 1
+
+
+def test_transfer_batch__full_batch__round_trip_and_largest_size() -> None:
+    message = _batch(*range(1, MAX_BATCH_PAYMENTS + 1))
+    data = encode(message)
+    assert decode(data) == message
+    assert data[_COUNT_AT] == MAX_BATCH_PAYMENTS
+    assert codec.max_size(MessageType.TRANSFER_BATCH) == 2 + 20 + 4 + 10 + 1 + 255 * 22 + 65
+
+
+def test_transfer_batch__zero_amount_and_repeated_id__decoded_for_the_channel_to_refuse() -> None:
+    message = TransferBatch(
+        b"\x01" * 20,  # type: ignore[arg-type]
+        1,  # type: ignore[arg-type]
+        1,  # type: ignore[arg-type]
+        (BatchEntry(7, 0), BatchEntry(7, 0)),  # type: ignore[arg-type]
+        b"\x02" * 65,  # type: ignore[arg-type]
+    )
+    assert decode(encode(message)) == message
+
+
+def test_decode__batch_count_zero__refused() -> None:
+    data = encode(_batch(5))
+    empty = data[:_COUNT_AT] + b"\x00" + data[-65:]
+    with pytest.raises(DecodeError, match="batch of 0 payments"):
+        decode(empty)
+
+
+def test_decode__batch_count_above_cap__refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With the cap at 255 no larger count fits the count byte; a lower cap shows the check.
+    data = encode(_batch(1, 2, 3, 4))
+    monkeypatch.setattr(codec, "MAX_BATCH_PAYMENTS", 3)
+    with pytest.raises(DecodeError, match=r"batch of 4 payments, expected 1\.\.3"):
+        decode(data)
+
+
+def test_decode__batch_entry_missing_or_truncated__refused() -> None:
+    data = encode(_batch(5, 6, 700))
+    entries_end = len(data) - 65
+    # The count says 3, the body holds 2 entries (or 2 and part of the third): the decoder
+    # must not take the signature for entries and then accept the rest.
+    for cut in range(_COUNT_AT + 1, entries_end):
+        with pytest.raises(DecodeError):
+            decode(data[:cut] + data[entries_end:])
+    for cut in range(len(data)):
+        with pytest.raises(DecodeError):
+            decode(data[:cut])
+
+
+def test_decode__batch_non_minimal_amount__refused() -> None:
+    data = encode(_batch(5))
+    amount_at = _COUNT_AT + 1 + 8
+    assert data[amount_at] == 5
+    with pytest.raises(DecodeError, match="non-minimal"):
+        decode(data[:amount_at] + bytes((0x85, 0x00)) + data[amount_at + 1 :])
+
+
+def test_decode__batch_amount_above_cap_or_too_long__refused() -> None:
+    data = encode(_batch(5))
+    amount_at = _COUNT_AT + 1 + 8
+    too_big = bytearray()
+    codec._put_varint(too_big, MAX_MESSAGE_AMOUNT + 1)
+    with pytest.raises(DecodeError, match="out of range"):
+        decode(data[:amount_at] + bytes(too_big) + data[amount_at + 1 :])
+    with pytest.raises(DecodeError, match="too long"):
+        decode(data[:amount_at] + b"\x80" * 14 + b"\x01" + data[amount_at + 1 :])
+
+
+def test_decode__batch_trailing_bytes__refused() -> None:
+    with pytest.raises(DecodeError, match="trailing"):
+        decode(encode(_batch(5, 6)) + b"\x00")
+
+
+@pytest.mark.parametrize(
+    "payments",
+    [
+        (),
+        (BatchEntry(1, 1),) * (MAX_BATCH_PAYMENTS + 1),
+        [BatchEntry(1, 1)],
+        (BatchEntry(1, -1),),
+        (BatchEntry(2**64, 1),),
+        (BatchEntry(1, MAX_MESSAGE_AMOUNT + 1),),
+        (BatchEntry(1, True),),
+        ((1, 1),),
+    ],
+    ids=["empty", "above-cap", "list", "negative", "id-too-big", "amount-too-big", "bool", "tuple"],
+)
+def test_encode__bad_batch_payments__encode_error(payments: Any) -> None:
+    with pytest.raises(EncodeError):
+        encode(TransferBatch(b"\x01" * 20, 1, 1, payments, b"\x02" * 65))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("frame", "nonce", "amount", "fits"),
+    [
+        # Worst case: a 10-byte nonce and 14-byte amounts (22-byte entries).
+        (MESH_FRAME_BYTES, 2**64 - 1, MAX_MESSAGE_AMOUNT, 4),
+        (1200, 2**64 - 1, MAX_MESSAGE_AMOUNT, 49),
+        # Typical: a nonce and amounts below 2**21 (3-byte varints, 11-byte entries).
+        (MESH_FRAME_BYTES, 2**21 - 1, 2**21 - 1, 10),
+        (1200, 2**21 - 1, 2**21 - 1, 100),
+    ],
+)
+def test_transfer_batch__entries_per_frame__as_the_spec_states(
+    frame: int, nonce: int, amount: int, fits: int
+) -> None:
+    # docs/spec.md §9 quotes these figures.
+    assert len(encode(_batch(*[amount] * fits, nonce=nonce))) <= frame
+    assert len(encode(_batch(*[amount] * (fits + 1), nonce=nonce))) > frame
