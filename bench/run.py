@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench import gas, protocol, routing
+from bench import gas, protocol, routing, transfers
 from scripts.anvil import Anvil
 
 RESULTS = Path(__file__).resolve().with_name("results.json")
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("\n".join("  " + line for line in found.lines()))
 
     figures: dict[str, int | float] = dict(run.gas)
-    core = protocol.measure()
+    core = protocol.measure() | transfers.measure()
     print("\nProtocol core (no I/O, one core)\n")
     print("\n".join(f"{name:48s} {value:>12,}" for name, value in core.items()))
     figures.update(core)

@@ -13,13 +13,12 @@ state machines), timers, or anything that talks to the chain. Time comes in as `
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from offchain.protocol import signing
+from offchain.protocol import frozen, signing
 from offchain.protocol.crypto import sha256
 from offchain.protocol.errors import InvalidSignature
 from offchain.protocol.locks import MAX_PENDING_LOCKS, Lock, balance_hash, locksroot
@@ -183,10 +182,10 @@ def _sign_new_end(
         channel.partner.address,
         new_our.balance_hash,
     )
-    new_our = dataclasses.replace(
+    new_our = frozen.replace(
         new_our, signature=signed.signature, additional_hash=signing.body_hash(signed)
     )
-    return dataclasses.replace(channel, our=new_our), signed
+    return frozen.replace(channel, our=new_our), signed
 
 
 def _next_nonce(channel: ChannelState) -> Nonce | Rejected:
@@ -208,7 +207,7 @@ def make_direct_transfer(
         return Rejected("amount must be positive")
     if amount > spendable(channel.our, channel.partner):
         return Rejected("insufficient capacity")
-    new_our = dataclasses.replace(
+    new_our = frozen.replace(
         channel.our, transferred=TokenAmount(channel.our.transferred + amount), nonce=nonce
     )
     message = DirectTransfer(
@@ -236,7 +235,7 @@ def make_transfer_batch(
         return total
     if total > spendable(channel.our, channel.partner):
         return Rejected("insufficient capacity")
-    new_our = dataclasses.replace(
+    new_our = frozen.replace(
         channel.our, transferred=TokenAmount(channel.our.transferred + total), nonce=nonce
     )
     message = TransferBatch(
@@ -295,7 +294,7 @@ def make_locked_transfer(
     problem = check_new_lock(channel, lock, now) or _check_room(channel.our, channel.partner, lock)
     if problem is not None:
         return problem
-    new_our = dataclasses.replace(channel.our, locks=(*channel.our.locks, lock), nonce=nonce)
+    new_our = frozen.replace(channel.our, locks=(*channel.our.locks, lock), nonce=nonce)
     message = LockedTransfer(
         channel.token_network,
         channel.generation,
@@ -333,7 +332,7 @@ def make_lock_return(
     problem = _check_room(channel.our, channel.partner, lock)
     if problem is not None:
         return problem
-    new_our = dataclasses.replace(
+    new_our = frozen.replace(
         channel.our,
         locks=(*channel.our.locks, lock),
         nonce=nonce,
@@ -371,7 +370,7 @@ def make_unlock(
         # A returned pair pays both ways or not at all: unlocking one half alone would
         # take back capacity the pair had already freed. It expires as a pair.
         return Rejected("lock was returned")
-    new_our = dataclasses.replace(
+    new_our = frozen.replace(
         channel.our,
         transferred=TokenAmount(channel.our.transferred + lock.amount),
         locks=tuple(item for item in channel.our.locks if item.secrethash != secrethash),
@@ -400,7 +399,7 @@ def make_lock_expired(
         return Rejected("lock not expired")
     if _original_pending(channel.our, channel.partner, lock):
         return Rejected("the original of this mirror is still pending")
-    new_our = dataclasses.replace(
+    new_our = frozen.replace(
         channel.our,
         locks=tuple(item for item in channel.our.locks if item.secrethash != secrethash),
         nonce=nonce,
@@ -471,13 +470,13 @@ def receive(
         return Rejected(f"malformed signature: {error}")
     if signer != channel.partner.address:
         return Rejected("signature does not match the partner's balance")
-    new_partner = dataclasses.replace(
+    new_partner = frozen.replace(
         new_partner,
         nonce=message.nonce,
         signature=message.signature,
         additional_hash=signing.body_hash(message),
     )
-    return dataclasses.replace(channel, partner=new_partner)
+    return frozen.replace(channel, partner=new_partner)
 
 
 def _derive_partner(
@@ -493,7 +492,7 @@ def _derive_partner(
                 return Rejected("amount must be positive")
             if message.amount > spendable(partner, our):
                 return Rejected("amount exceeds the partner's capacity")
-            return dataclasses.replace(
+            return frozen.replace(
                 partner, transferred=TokenAmount(partner.transferred + message.amount)
             )
         case TransferBatch():
@@ -502,9 +501,7 @@ def _derive_partner(
                 return total
             if total > spendable(partner, our):
                 return Rejected("amount exceeds the partner's capacity")
-            return dataclasses.replace(
-                partner, transferred=TokenAmount(partner.transferred + total)
-            )
+            return frozen.replace(partner, transferred=TokenAmount(partner.transferred + total))
         case LockedTransfer():
             lock = Lock(message.expiration, message.amount, message.secrethash)
             # A lock that arrives with too little time left (a slow transport) is still the
@@ -515,7 +512,7 @@ def _derive_partner(
                 return problem
             if message.target_amount > message.amount:
                 return Rejected("target amount above the lock amount")
-            return dataclasses.replace(partner, locks=(*partner.locks, lock))
+            return frozen.replace(partner, locks=(*partner.locks, lock))
         case LockReturn():
             # Only the netting depends on it mirroring one of our pending locks; if ours was
             # unlocked meanwhile (the two messages crossed), it is a plain lock in our favour.
@@ -523,7 +520,7 @@ def _derive_partner(
             problem = _check_room(partner, our, lock)
             if problem is not None:
                 return problem
-            return dataclasses.replace(
+            return frozen.replace(
                 partner,
                 locks=(*partner.locks, lock),
                 mirrors=partner.mirrors | {message.secrethash},
@@ -535,7 +532,7 @@ def _derive_partner(
                 return Rejected("unlock of an unknown lock")
             # Accepted even if we mirrored it: the payer unlocked before our return reached
             # it. We are paid, and we owe the mirror back (we now know its secret).
-            return dataclasses.replace(
+            return frozen.replace(
                 partner,
                 transferred=TokenAmount(partner.transferred + unlocked.amount),
                 locks=tuple(item for item in partner.locks if item.secrethash != secrethash),
@@ -551,7 +548,7 @@ def _derive_partner(
                 return Rejected("secret registered on chain before the lock expired")
             if _original_pending(partner, our, expired):
                 return Rejected("the original of this mirror is still pending")
-            return dataclasses.replace(
+            return frozen.replace(
                 partner,
                 locks=tuple(
                     item for item in partner.locks if item.secrethash != message.secrethash

@@ -104,21 +104,46 @@ def encode(message: Message) -> bytes:
 def encode_body(message: Message) -> bytes:
     """The bytes the signature covers: everything but the trailing signature."""
     out = bytearray((WIRE_VERSION, message.TYPE))
-    for name, kind in message.FIELDS:
+    # Plans are per class, with plain ints for the field kinds: this runs several times per
+    # message (body hash when signing, when checking, the wire), so enum lookups showed.
+    for name, code, size, limit in _PLANS[type(message)]:
         value = getattr(message, name)
-        if kind in _VARINT_LIMITS:
-            _check_int(value, _VARINT_LIMITS[kind], name)
-            _put_varint(out, value)
-        elif kind in _FIXED_INT_LIMITS:
-            _check_int(value, _FIXED_INT_LIMITS[kind], name)
-            out += int(value).to_bytes(_FIXED_SIZES[kind], "big")
-        elif kind is Field.PAYMENTS:
+        if code == _VARINT:
+            if type(value) is not int or not 0 <= value <= limit:
+                _check_int(value, limit, name)
+            while value > 0x7F:  # `_put_varint`, inline
+                out.append((value & 0x7F) | 0x80)
+                value >>= 7
+            out.append(value)
+        elif code == _FIXED_INT:
+            _check_int(value, limit, name)
+            out += int(value).to_bytes(size, "big")
+        elif code == _PAYMENTS:
             _put_payments(out, value, name)
         else:
-            if not isinstance(value, bytes) or len(value) != _FIXED_SIZES[kind]:
-                raise EncodeError(f"{name}: expected {_FIXED_SIZES[kind]} bytes")
+            if type(value) is not bytes or len(value) != size:
+                raise EncodeError(f"{name}: expected {size} bytes")
             out += value
     return bytes(out)
+
+
+_VARINT, _FIXED_INT, _PAYMENTS, _BYTES = range(4)
+
+
+def _plan(kind: Field) -> tuple[int, int, int]:
+    if kind in _VARINT_LIMITS:
+        return _VARINT, 0, _VARINT_LIMITS[kind]
+    if kind in _FIXED_INT_LIMITS:
+        return _FIXED_INT, _FIXED_SIZES[kind], _FIXED_INT_LIMITS[kind]
+    if kind is Field.PAYMENTS:
+        return _PAYMENTS, 0, 0
+    return _BYTES, _FIXED_SIZES[kind], 0
+
+
+_PLANS: Final[dict[type, tuple[tuple[str, int, int, int], ...]]] = {
+    cls: tuple((name, *_plan(kind)) for name, kind in cls.FIELDS)
+    for cls in MESSAGE_CLASSES.values()
+}
 
 
 def _put_payments(out: bytearray, entries: object, name: str) -> None:

@@ -13,10 +13,9 @@ signatures into a `ContractSend` effect), timers, or any I/O.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
-from offchain.protocol import signing
+from offchain.protocol import frozen, signing
 from offchain.protocol.channel import ChannelPhase, ChannelState, Rejected, balance, spendable
 from offchain.protocol.errors import InvalidSignature
 from offchain.protocol.locks import ordered
@@ -86,10 +85,8 @@ def request_withdraw(
         PLACEHOLDER_SIGNATURE,
     )
     message = signing.sign(key, unsigned, channel.chain_id, our.address, channel.partner.address)
-    new_our = dataclasses.replace(
-        our, withdraw_pending=total_withdraw, withdraw_expiration=expiration
-    )
-    return dataclasses.replace(channel, our=new_our), message
+    new_our = frozen.replace(our, withdraw_pending=total_withdraw, withdraw_expiration=expiration)
+    return frozen.replace(channel, our=new_our), message
 
 
 def receive_withdraw_request(
@@ -128,10 +125,10 @@ def receive_withdraw_request(
     confirmation = signing.sign(
         key, unsigned, channel.chain_id, channel.our.address, partner.address
     )
-    new_partner = dataclasses.replace(
+    new_partner = frozen.replace(
         partner, withdraw_pending=message.total_withdraw, withdraw_expiration=message.expiration
     )
-    return dataclasses.replace(channel, partner=new_partner), confirmation
+    return frozen.replace(channel, partner=new_partner), confirmation
 
 
 def receive_withdraw_confirmation(
@@ -180,8 +177,8 @@ def expire_withdraw(
         PLACEHOLDER_SIGNATURE,
     )
     message = signing.sign(key, unsigned, channel.chain_id, our.address, channel.partner.address)
-    new_our = dataclasses.replace(our, withdraw_pending=our.withdrawn)
-    return dataclasses.replace(channel, our=new_our), message
+    new_our = frozen.replace(our, withdraw_pending=our.withdrawn)
+    return frozen.replace(channel, our=new_our), message
 
 
 def receive_withdraw_expired(
@@ -197,8 +194,8 @@ def receive_withdraw_expired(
         return Rejected("withdraw not expired")
     if _signer(channel, message, sender_is_partner=True) != partner.address:
         return Rejected("invalid signature")
-    return dataclasses.replace(
-        channel, partner=dataclasses.replace(partner, withdraw_pending=partner.withdrawn)
+    return frozen.replace(
+        channel, partner=frozen.replace(partner, withdraw_pending=partner.withdrawn)
     )
 
 

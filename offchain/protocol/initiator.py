@@ -16,8 +16,9 @@ Does not belong here: channel rules (`channel`), the moves shared by roles (`ste
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Iterator
 
+from offchain.protocol import frozen
 from offchain.protocol.channel import spendable
 from offchain.protocol.locks import Lock
 from offchain.protocol.messages import LockReturn, ReturnReason, SecretRequest
@@ -78,14 +79,16 @@ def _attempt(step: Step, payment: InitiatorState, previous: FailureReason | None
 
 def _try_routes(step: Step, payment: InitiatorState) -> InitiatorState | FailureReason:
     me, target, network = step.address, payment.target, payment.token_network
-    candidates: list[tuple[Address, TokenAmount]] = []
-    direct = step.open_channel(network, target)
-    if direct is not None and target not in payment.hops:
-        candidates.append((target, payment.amount))
-    graph = step.graphs.get(network)
     reason = FailureReason.NO_ROUTE
-    if graph is not None:
-        remaining_fee = payment.max_fee
+    searched: list[FailureReason] = []
+
+    def candidates() -> Iterator[tuple[Address, TokenAmount]]:
+        # Paying a partner needs no route search.
+        if target not in payment.hops and step.open_channel(network, target) is not None:
+            yield target, payment.amount
+        graph = step.graphs.get(network)
+        if graph is None:
+            return
         found = find_routes(
             graph,
             me,
@@ -94,12 +97,14 @@ def _try_routes(step: Step, payment: InitiatorState) -> InitiatorState | Failure
             k=3,
             exclude_nodes=payment.failed_nodes | step.unreachable,
             exclude_edges=[(me, hop) for hop in payment.hops],
-            max_fee=remaining_fee,
+            max_fee=payment.max_fee,
         )
-        candidates += [(route.nodes[1], route.amount) for route in found.routes]
         if found.reason is not None:
-            reason = _NO_ROUTE_REASONS[found.reason]
-    for hop, amount in candidates:
+            searched.append(_NO_ROUTE_REASONS[found.reason])
+        for route in found.routes:
+            yield route.nodes[1], route.amount
+
+    for hop, amount in candidates():
         if hop in payment.hops or hop in step.unreachable:
             continue
         channel = step.open_channel(network, hop)
@@ -111,15 +116,17 @@ def _try_routes(step: Step, payment: InitiatorState) -> InitiatorState | Failure
         lock = Lock(payment.expiration, amount, payment.secrethash)
         problem = step.lock(network, hop, lock, payment.payment_id, target, payment.amount)
         if problem is None:
-            return dataclasses.replace(payment, hops=(*payment.hops, hop), sent=amount)
+            return frozen.replace(payment, hops=(*payment.hops, hop), sent=amount)
         reason = FailureReason.CAPACITY
+    if searched and reason is FailureReason.NO_ROUTE:
+        reason = searched[0]
     return reason
 
 
 def _fail(
     step: Step, payment: InitiatorState, reason: FailureReason, failed_hop: Address | None
 ) -> None:
-    step.initiators[payment.payment_id] = dataclasses.replace(
+    step.initiators[payment.payment_id] = frozen.replace(
         payment, status=InitiatorStatus.FAILED, reason=reason, failed_hop=failed_hop
     )
     step.effects.append(EventPaymentFailed(payment.payment_id, reason, failed_hop))
@@ -135,7 +142,7 @@ def on_lock_return(
         return
     reason = return_to_failure(message.reason)
     failed = message.failed_hop
-    payment = dataclasses.replace(
+    payment = frozen.replace(
         payment, failed_hop=failed, failed_nodes=payment.failed_nodes | {failed} - {payment.target}
     )
     gives_up = (
@@ -166,7 +173,7 @@ def on_secret_from_payee(
 
 
 def _succeed(step: Step, payment: InitiatorState, secret: Secret) -> None:
-    step.initiators[payment.payment_id] = dataclasses.replace(
+    step.initiators[payment.payment_id] = frozen.replace(
         payment, status=InitiatorStatus.SUCCEEDED, reason=None, failed_hop=None
     )
     step.effects.append(

@@ -11,6 +11,7 @@ machine), or the settlement arithmetic (``settlement``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -121,7 +122,9 @@ def ordered(a: Address, b: Address) -> tuple[Address, Address]:
     return (a, b) if a < b else (b, a)
 
 
+@functools.lru_cache(maxsize=4096)
 def channel_id(a: Address, b: Address) -> ChannelId:
     """Return ``keccak256(abi.encode(participant1, participant2))`` for the pair, any order."""
+    # Cached: every balance proof signed or checked names its channel (a node has few).
     p1, p2 = ordered(a, b)
     return ChannelId(keccak256(_ADDRESS_PAD + p1 + _ADDRESS_PAD + p2))

@@ -19,8 +19,9 @@ Does not belong here: channel rules (`channel`), the shared moves (`step`).
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Iterator
 
+from offchain.protocol import frozen
 from offchain.protocol.channel import ChannelState, spendable
 from offchain.protocol.fees import ChannelBalance, mediation_fee
 from offchain.protocol.locks import Lock
@@ -75,7 +76,7 @@ def _forward_or_return(
         record.token_network, record.payer, record.secrethash, record.payment_id, reason, hop
     )
     status = MediatorStatus.RETURNED if returned else MediatorStatus.STUCK
-    step.mediators[key] = dataclasses.replace(record, status=status, payee=None)
+    step.mediators[key] = frozen.replace(record, status=status, payee=None)
 
 
 def _forward(step: Step, record: MediatorState) -> MediatorState | ReturnReason | None:
@@ -91,12 +92,16 @@ def _forward(step: Step, record: MediatorState) -> MediatorState | ReturnReason 
     if record.expiration - step.now <= incoming.reveal_timeout + margin:
         return ReturnReason.EXPIRY_TOO_SOON
     excluded = {record.payer, *record.tried, *step.unreachable}
-    candidates: list[tuple[Address, TokenAmount]] = []
-    if target not in excluded and step.open_channel(network, target) is not None:
-        candidates.append((target, record.target_amount))
-    graph = step.graphs.get(network)
     reason = ReturnReason.NO_ROUTE
-    if graph is not None and step.address in graph.index:
+    searched: list[ReturnReason] = []
+
+    def candidates() -> Iterator[tuple[Address, TokenAmount]]:
+        # The target itself first: when it is our partner no route search is needed.
+        if target not in excluded and step.open_channel(network, target) is not None:
+            yield target, record.target_amount
+        graph = step.graphs.get(network)
+        if graph is None or step.address not in graph.index:
+            return
         found = find_routes(
             graph,
             step.address,
@@ -106,11 +111,13 @@ def _forward(step: Step, record: MediatorState) -> MediatorState | ReturnReason 
             exclude_nodes=excluded - {target},
             exclude_edges=[(step.address, hop) for hop in excluded],
         )
-        candidates += [(route.nodes[1], route.amount) for route in found.routes]
         if found.reason is not None:
-            reason = _RETURN_REASONS[found.reason]
+            searched.append(_RETURN_REASONS[found.reason])
+        for route in found.routes:
+            yield route.nodes[1], route.amount
+
     untried_left = False
-    for hop, amount in candidates:
+    for hop, amount in candidates():
         if hop in excluded:
             continue
         untried_left = True
@@ -132,11 +139,11 @@ def _forward(step: Step, record: MediatorState) -> MediatorState | ReturnReason 
         if problem is not None:
             reason = ReturnReason.CAPACITY
             continue
-        return dataclasses.replace(
-            record, status=MediatorStatus.FORWARDED, payee=hop, outgoing=amount
-        )
+        return frozen.replace(record, status=MediatorStatus.FORWARDED, payee=hop, outgoing=amount)
     if not untried_left and record.tried:
         return None
+    if searched and reason is ReturnReason.NO_ROUTE:
+        reason = searched[0]
     return reason
 
 
@@ -164,7 +171,7 @@ def on_lock_return(step: Step, key: LockKey, record: MediatorState, message: Loc
     """Our payee gave our lock back: try another next hop, else pass it upstream."""
     if record.status is not MediatorStatus.FORWARDED or record.payee is None:
         return
-    record = dataclasses.replace(record, tried=record.tried | {record.payee}, payee=None)
+    record = frozen.replace(record, tried=record.tried | {record.payee}, payee=None)
     if message.reason in (ReturnReason.TARGET_OFFLINE, ReturnReason.EXPIRY_TOO_SOON):
         # No other route changes these: pass them on at once.
         _give_back_upstream(step, key, record, message.reason, message.failed_hop)
@@ -179,7 +186,7 @@ def _give_back_upstream(
         record.token_network, record.payer, record.secrethash, record.payment_id, reason, failed_hop
     )
     status = MediatorStatus.RETURNED if returned else MediatorStatus.STUCK
-    step.mediators[key] = dataclasses.replace(record, status=status)
+    step.mediators[key] = frozen.replace(record, status=status)
 
 
 def on_secret(
@@ -193,10 +200,10 @@ def on_secret(
             or step.registered_in_time(record.secrethash, lock.expiration)
         )
         if claimable and step.unlock(record.token_network, record.payee, secret, record.payment_id):
-            record = dataclasses.replace(record, paid_out=True)
+            record = frozen.replace(record, paid_out=True)
     if not record.revealed and not from_chain and record.status is MediatorStatus.FORWARDED:
         step.reveal(record.token_network, record.payer, secret)
-        record = dataclasses.replace(record, revealed=True)
+        record = frozen.replace(record, revealed=True)
     step.mediators[key] = record
 
 
@@ -209,7 +216,7 @@ def _our_lock(step: Step, record: MediatorState) -> Lock | None:
 
 def on_paid(step: Step, key: LockKey, record: MediatorState) -> None:
     """The payer unlocked its lock to us."""
-    step.mediators[key] = dataclasses.replace(record, paid_in=True)
+    step.mediators[key] = frozen.replace(record, paid_in=True)
 
 
 def settle_if_done(step: Step, key: LockKey) -> None:

@@ -23,11 +23,10 @@ Does not belong here: I/O of any kind, clocks, randomness (all come in as inputs
 
 from __future__ import annotations
 
-import dataclasses
 from typing import assert_never
 
 from offchain.protocol import channel as channel_rules
-from offchain.protocol import initiator, mediator, signing, target
+from offchain.protocol import frozen, initiator, mediator, signing, target
 from offchain.protocol.channel import (
     BalanceProofMessage,
     ChannelPhase,
@@ -425,13 +424,11 @@ def _deposit(step: Step, event: ChainDeposit) -> None:
     if channel is None:
         return
     if event.participant == step.address:
-        our = dataclasses.replace(channel.our, deposit=max(channel.our.deposit, event.total))
-        step.channels[key] = dataclasses.replace(channel, our=our)
+        our = frozen.replace(channel.our, deposit=max(channel.our.deposit, event.total))
+        step.channels[key] = frozen.replace(channel, our=our)
     elif event.participant == event.partner:
-        partner = dataclasses.replace(
-            channel.partner, deposit=max(channel.partner.deposit, event.total)
-        )
-        step.channels[key] = dataclasses.replace(channel, partner=partner)
+        partner = frozen.replace(channel.partner, deposit=max(channel.partner.deposit, event.total))
+        step.channels[key] = frozen.replace(channel, partner=partner)
 
 
 def _closed(step: Step, event: ChainChannelClosed) -> None:
@@ -439,7 +436,7 @@ def _closed(step: Step, event: ChainChannelClosed) -> None:
     channel = step.channels.get(key)
     if channel is None or channel.phase is not ChannelPhase.OPENED:
         return
-    step.channels[key] = dataclasses.replace(channel, phase=ChannelPhase.CLOSED)
+    step.channels[key] = frozen.replace(channel, phase=ChannelPhase.CLOSED)
     proof = _partner_proof(channel)
     if event.closer == event.partner and proof is not None:
         step.effects.append(ContractSendUpdate(event.token_network, event.partner, proof))
@@ -450,7 +447,7 @@ def _settled(step: Step, event: ChainChannelSettled) -> None:
     channel = step.channels.get(key)
     if channel is None or channel.phase is ChannelPhase.SETTLED:
         return
-    step.channels[key] = dataclasses.replace(channel, phase=ChannelPhase.SETTLED)
+    step.channels[key] = frozen.replace(channel, phase=ChannelPhase.SETTLED)
     claimable = tuple(
         lock
         for lock in channel.partner.locks

@@ -11,11 +11,10 @@ the byte encoding (`codec`, used for the body hash).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Final, TypeVar
 
-from offchain.protocol import codec, eip712
+from offchain.protocol import codec, eip712, frozen
 from offchain.protocol.crypto import keccak256, recover, sign_digest
 from offchain.protocol.errors import ValidationError
 from offchain.protocol.locks import channel_id
@@ -40,6 +39,17 @@ M = TypeVar("M", bound=Message)
 
 def body_hash(message: Message) -> bytes:
     """keccak256 of the message's body (its encoding without the signature)."""
+    try:
+        return _cached_body_hash(message)
+    except TypeError:  # an unhashable field value: let the codec say what is wrong
+        return keccak256(codec.encode_body(message))
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_body_hash(message: Message) -> bytes:
+    # A message's body is hashed when it is signed, when the signature is checked and when
+    # the proof is stored, on both sides: hashing the frozen message is cheaper than
+    # encoding it again. Equal messages have equal bodies, so the cache is exact.
     return keccak256(codec.encode_body(message))
 
 
@@ -108,7 +118,7 @@ def sign(
 ) -> M:
     """`message` with its signature made by `key` (the sender's)."""
     signature = sign_digest(key, digest(message, chain_id, sender, partner, balance_hash))
-    return dataclasses.replace(message, signature=signature)
+    return frozen.replace(message, signature=signature)
 
 
 def signer_of(

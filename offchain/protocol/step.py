@@ -11,10 +11,8 @@ Does not belong here: which move to make (`initiator`, `mediator`, `target`, `no
 
 from __future__ import annotations
 
-import dataclasses
-
 from offchain.protocol import channel as channel_rules
-from offchain.protocol import signing
+from offchain.protocol import frozen, signing
 from offchain.protocol.channel import ChannelPhase, ChannelState, Rejected
 from offchain.protocol.crypto import sha256
 from offchain.protocol.locks import Lock
@@ -68,7 +66,7 @@ class Step:
         self.unreachable = state.unreachable
 
     def finish(self) -> NodeState:
-        return dataclasses.replace(
+        return frozen.replace(
             self.state,
             channels=self.channels,
             initiators=self.initiators,

@@ -15,8 +15,7 @@ Does not belong here: channel rules (`channel`), the shared moves (`step`).
 
 from __future__ import annotations
 
-import dataclasses
-
+from offchain.protocol import frozen
 from offchain.protocol.messages import LockedTransfer, ReturnReason
 from offchain.protocol.state import LockKey, TargetState, TargetStatus
 from offchain.protocol.step import Step, secrethash_of
@@ -57,11 +56,11 @@ def try_claim(step: Step, key: LockKey) -> None:
         announcement = step.announcements.get(record.payment_id)
         if announcement is not None and not record_requested(step, key):
             step.request_secret(record, announcement)
-            step.targets[key] = dataclasses.replace(record, status=TargetStatus.REQUESTED)
+            step.targets[key] = frozen.replace(record, status=TargetStatus.REQUESTED)
         return
     step.secrets[record.secrethash] = secret
     step.reveal(record.token_network, record.payer, secret)
-    step.targets[key] = dataclasses.replace(record, status=TargetStatus.REVEALED)
+    step.targets[key] = frozen.replace(record, status=TargetStatus.REVEALED)
 
 
 def record_requested(step: Step, key: LockKey) -> bool:
@@ -99,7 +98,7 @@ def _give_back(step: Step, key: LockKey, record: TargetState, reason: ReturnReas
         reason,
         step.address,
     )
-    step.targets[key] = dataclasses.replace(record, status=TargetStatus.RETURNED)
+    step.targets[key] = frozen.replace(record, status=TargetStatus.RETURNED)
 
 
 def on_secret_from_initiator(step: Step, secret: Secret) -> None:
@@ -108,7 +107,7 @@ def on_secret_from_initiator(step: Step, secret: Secret) -> None:
     for key, record in list(step.targets.items()):
         if record.secrethash == secrethash and record.status is TargetStatus.REQUESTED:
             step.secrets[secrethash] = secret
-            step.targets[key] = dataclasses.replace(record, status=TargetStatus.WAITING_SECRET)
+            step.targets[key] = frozen.replace(record, status=TargetStatus.WAITING_SECRET)
             try_claim(step, key)
 
 
@@ -117,7 +116,7 @@ def on_paid(step: Step, key: LockKey) -> None:
     record = step.targets.get(key)
     if record is None:
         return
-    step.targets[key] = dataclasses.replace(record, status=TargetStatus.PAID)
+    step.targets[key] = frozen.replace(record, status=TargetStatus.PAID)
     step.effects.append(EventPaymentReceived(record.payment_id, record.payer, record.amount))
 
 
