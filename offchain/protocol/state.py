@@ -91,7 +91,6 @@ class MediatorStatus(enum.Enum):
     """We gave the payer's lock back; the pair expires."""
     STUCK = "stuck"
     """We could neither forward nor give it back: it waits for its expiry."""
-    DONE = "done"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +124,6 @@ class TargetStatus(enum.Enum):
     REVEALED = "revealed"
     PAID = "paid"
     RETURNED = "returned"
-    EXPIRED = "expired"
 
 
 @dataclass(frozen=True, slots=True)

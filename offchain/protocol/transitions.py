@@ -246,7 +246,6 @@ class FailureReason(enum.Enum):
     LOCK_EXPIRED = "lock_expired"
     REJECTED = "rejected"
     """Rejected by the hop named in `failed_hop` (amount, expiry or a refused lock)."""
-    CHANNEL_CLOSED = "channel_closed"
 
 
 @dataclass(frozen=True, slots=True)

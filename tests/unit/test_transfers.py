@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +24,7 @@ from offchain.protocol.messages import (
     Unlock,
 )
 from offchain.protocol.node import transition
-from offchain.protocol.state import Settings
+from offchain.protocol.state import InitiatorStatus, MediatorStatus, Settings, TargetStatus
 from offchain.protocol.transitions import (
     ActionCloseChannel,
     ActionExpectPayment,
@@ -410,3 +411,11 @@ def test_pay__non_positive_amount__is_a_caller_bug(amount: int) -> None:
     a, b = net.line(DEPOSIT)
     with pytest.raises(ValueError, match="amount"):
         pay(net, a, b, amount)
+
+
+def test_spec_tables__name_every_status_and_reason() -> None:
+    spec = (Path(__file__).parents[2] / "docs" / "spec.md").read_text()
+    section = spec[spec.index("## 11. Mediated transfers") :]
+    for enum in (InitiatorStatus, MediatorStatus, TargetStatus, FailureReason):
+        for member in enum:
+            assert f"`{member.name}`" in section or member.name in section, member
