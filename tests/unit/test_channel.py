@@ -402,3 +402,43 @@ def test_transfer_batch__closed_channel__rejected() -> None:
     closed_b = dataclasses.replace(b, phase=ch.ChannelPhase.CLOSED)
     assert ch.make_transfer_batch(closed_a, KEY_A, entries(5)) == Rejected("channel not open")
     assert ch.receive(closed_b, message, NOW) == Rejected("channel not open")  # type: ignore[arg-type]
+
+
+def test_lock_expired__mirror_before_original__refused_then_accepted_after() -> None:
+    """A pair is removed original first (docs/spec.md §10)."""
+    a, b = views(deposit_a=100, deposit_b=50)
+    item = lock(1, amount=40)
+    a, message = ok(ch.make_locked_transfer(a, KEY_A, item, 1, B, TokenAmount(40), NOW))
+    b = deliver(b, message)  # type: ignore[arg-type]
+    b, returned = ok(ch.make_lock_return(b, KEY_B, item.secrethash, 1, ReturnReason.NO_ROUTE, B))
+    a = deliver(a, returned)  # type: ignore[arg-type]
+    later = Timestamp(item.expiration + 1)
+    assert ch.make_lock_expired(b, KEY_B, item.secrethash, later) == Rejected(
+        "the original of this mirror is still pending"
+    )
+    a, expired = ok(ch.make_lock_expired(a, KEY_A, item.secrethash, later))
+    applied = ch.receive(b, expired, later)  # type: ignore[arg-type]
+    assert not isinstance(applied, Rejected), applied
+    b = applied
+    assert ch.spendable(b.our, b.partner) == 10  # the mirror still counts for B
+    b, mirror_gone = ok(ch.make_lock_expired(b, KEY_B, item.secrethash, later))
+    applied = ch.receive(a, mirror_gone, later)  # type: ignore[arg-type]
+    assert not isinstance(applied, Rejected), applied
+    assert ch.spendable(applied.our, applied.partner) == 100
+    assert not applied.our.mirrors and not applied.partner.mirrors
+
+
+def test_lock_expired__forged_mirror_removal_with_original_pending__refused() -> None:
+    a, b = views(deposit_a=100, deposit_b=50)
+    item = lock(1, amount=40)
+    a, message = ok(ch.make_locked_transfer(a, KEY_A, item, 1, B, TokenAmount(40), NOW))
+    b = deliver(b, message)  # type: ignore[arg-type]
+    b, returned = ok(ch.make_lock_return(b, KEY_B, item.secrethash, 1, ReturnReason.NO_ROUTE, B))
+    a = deliver(a, returned)  # type: ignore[arg-type]
+    later = Timestamp(item.expiration + 1)
+    # B skips the rule: A refuses, so A's capacity (netting the pair) cannot be taken away.
+    forced = dataclasses.replace(b, our=dataclasses.replace(b.our, mirrors=frozenset()))
+    _, premature = ok(ch.make_lock_expired(forced, KEY_B, item.secrethash, later))
+    assert ch.receive(a, premature, later) == Rejected(  # type: ignore[arg-type]
+        "the original of this mirror is still pending"
+    )

@@ -419,3 +419,40 @@ def test_spec_tables__name_every_status_and_reason() -> None:
     for enum in (InitiatorStatus, MediatorStatus, TargetStatus, FailureReason):
         for member in enum:
             assert f"`{member.name}`" in section or member.name in section, member
+
+
+def test_secret_request__from_someone_not_the_target__refused() -> None:
+    net = Network.create(3)
+    a, b, c = net.line(DEPOSIT)
+    _, secrethash = secret_for(1)
+    pay(net, a, c, 40, reveal_early=False)
+    lock = net.states[a].channels[(TOKEN_NETWORK, b)].our.locks[0]
+    request = SecretRequest(
+        TOKEN_NETWORK, 1, secrethash, TokenAmount(40), lock.expiration, bytes(65)
+    )
+    signed = signing.sign(net.keys[b], request, 1337, b, a)
+    effects = net.apply(a, ReceiveMessage(net.now, b, signed))
+    assert [type(e) for e in effects] == [EventInvalidReceived]
+
+
+def test_pay__same_action_twice__second_ignored() -> None:
+    net = Network.create(2)
+    a, b = net.line(DEPOSIT)
+    pay(net, a, b, 10)
+    before = net.states[a]
+    assert pay(net, a, b, 10) and net.states[a] == before
+
+
+def test_proof_with_a_gap__waits_for_its_predecessor() -> None:
+    net = Network.create(2)
+    a, b = net.line(DEPOSIT)
+    for index in (1, 2):
+        pay(net, a, b, 10, index=index)
+    locks = [f for f in net.flights if isinstance(codec.decode(f.data), LockedTransfer)]
+    assert len(locks) == 2
+    net.flights.remove(locks[1])
+    net.flights.insert(0, locks[1])  # nonce 2 first
+    net.deliver(0)
+    assert net.states[b].channels[(TOKEN_NETWORK, a)].partner.nonce == 0
+    net.run()
+    assert len(net.events(b, EventPaymentReceived)) == 2
