@@ -144,6 +144,7 @@ _PLANS: Final[dict[type, tuple[tuple[str, int, int, int], ...]]] = {
     cls: tuple((name, *_plan(kind)) for name, kind in cls.FIELDS)
     for cls in MESSAGE_CLASSES.values()
 }
+_REASON_INDEX: Final = [name for name, _ in LockReturn.FIELDS].index("reason")
 
 
 def _put_payments(out: bytearray, entries: object, name: str) -> None:
@@ -229,27 +230,29 @@ def decode(data: bytes) -> Message:
         cls = MESSAGE_CLASSES[MessageType(header[1])]
     except ValueError:
         raise DecodeError(f"unknown message type {header[1]}") from None
-    values: dict[str, object] = {}
-    for name, kind in cls.FIELDS:
-        if kind in _VARINT_LIMITS:
-            values[name] = reader.varint(_VARINT_LIMITS[kind])
-        elif kind in _FIXED_INT_LIMITS:
-            values[name] = int.from_bytes(reader.take(_FIXED_SIZES[kind]), "big")
-        elif kind is Field.PAYMENTS:
-            values[name] = _read_payments(reader)
+    values: list[object] = []
+    for _, code, size, limit in _PLANS[cls]:
+        if code == _VARINT:
+            values.append(reader.varint(limit))
+        elif code == _FIXED_INT:
+            values.append(int.from_bytes(reader.take(size), "big"))
+        elif code == _PAYMENTS:
+            values.append(_read_payments(reader))
         else:
-            values[name] = reader.take(_FIXED_SIZES[kind])
-    values["signature"] = reader.take(SIGNATURE_LENGTH)
+            values.append(reader.take(size))
+    values.append(reader.take(SIGNATURE_LENGTH))
     if reader.pos != len(reader.data):
         raise DecodeError("trailing bytes after the signature")
     if cls is LockReturn:
-        reason = values["reason"]
+        index = _REASON_INDEX
+        reason = values[index]
         assert isinstance(reason, int)  # a U8 field always decodes to an int
         try:
-            values["reason"] = ReturnReason(reason)
+            values[index] = ReturnReason(reason)
         except ValueError:
-            raise DecodeError(f"unknown return reason {values['reason']}") from None
-    return cls(**values)  # type: ignore[arg-type]
+            raise DecodeError(f"unknown return reason {reason}") from None
+    # Positional: `_check_layouts` holds every class's fields to FIELDS + signature.
+    return cls(*values)  # type: ignore[arg-type]
 
 
 def _read_payments(reader: _Reader) -> tuple[BatchEntry, ...]:
