@@ -157,13 +157,17 @@ def returned_amount(end: EndState, other: EndState) -> TokenAmount:
     return TokenAmount(total)
 
 
-def spendable(end: EndState, other: EndState) -> TokenAmount:
+def spendable(end: EndState, other: EndState, now: Timestamp | None = None) -> TokenAmount:
     """What `end` can still send or lock towards `other` (never negative).
 
     A withdraw being signed (`withdraw_pending` above `withdrawn`) is reserved: once both
-    signatures exist either party may put it on chain.
+    signatures exist either party may put it on chain. With `now` (a receiver judging the
+    partner's proof), a reservation past its expiration no longer counts: the contract
+    refuses the withdraw then, and the partner may already have released it.
     """
     reserved = max(end.withdraw_pending - end.withdrawn, 0)
+    if now is not None and now > end.withdraw_expiration:
+        reserved = 0
     free = balance(end, other) - end.locked + returned_amount(end, other) - reserved
     return TokenAmount(max(free, 0))
 
@@ -422,12 +426,14 @@ def _original_pending(end: EndState, other: EndState, lock: Lock) -> bool:
     return lock.secrethash in end.mirrors and other.lock_for(lock.secrethash) == lock
 
 
-def _check_room(end: EndState, other: EndState, lock: Lock) -> Rejected | None:
+def _check_room(
+    end: EndState, other: EndState, lock: Lock, now: Timestamp | None = None
+) -> Rejected | None:
     if end.lock_for(lock.secrethash) is not None:
         return Rejected("secrethash already locked")
     if len(end.locks) >= MAX_PENDING_LOCKS:
         return Rejected("too many pending locks")
-    if lock.amount > spendable(end, other):
+    if lock.amount > spendable(end, other, now):
         return Rejected("insufficient capacity")
     return None
 
@@ -490,7 +496,7 @@ def _derive_partner(
         case DirectTransfer():
             if message.amount <= 0:
                 return Rejected("amount must be positive")
-            if message.amount > spendable(partner, our):
+            if message.amount > spendable(partner, our, now):
                 return Rejected("amount exceeds the partner's capacity")
             return frozen.replace(
                 partner, transferred=TokenAmount(partner.transferred + message.amount)
@@ -499,7 +505,7 @@ def _derive_partner(
             total = _batch_total(message.payments)
             if isinstance(total, Rejected):
                 return total
-            if total > spendable(partner, our):
+            if total > spendable(partner, our, now):
                 return Rejected("amount exceeds the partner's capacity")
             return frozen.replace(partner, transferred=TokenAmount(partner.transferred + total))
         case LockedTransfer():
@@ -507,7 +513,9 @@ def _derive_partner(
             # A lock that arrives with too little time left (a slow transport) is still the
             # next proof of the sender's chain: it is applied, so later proofs stay in
             # order, and the roles decline to act on it (they give it back or let it expire).
-            problem = _check_lock_received(channel, lock, now) or _check_room(partner, our, lock)
+            problem = _check_lock_received(channel, lock, now) or _check_room(
+                partner, our, lock, now
+            )
             if problem is not None:
                 return problem
             if message.target_amount > message.amount:
@@ -517,7 +525,7 @@ def _derive_partner(
             # Only the netting depends on it mirroring one of our pending locks; if ours was
             # unlocked meanwhile (the two messages crossed), it is a plain lock in our favour.
             lock = Lock(message.expiration, message.amount, message.secrethash)
-            problem = _check_room(partner, our, lock)
+            problem = _check_room(partner, our, lock, now)
             if problem is not None:
                 return problem
             return frozen.replace(

@@ -16,7 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from offchain.protocol import frozen, signing
-from offchain.protocol.channel import ChannelPhase, ChannelState, Rejected, balance, spendable
+from offchain.protocol.channel import (
+    NO_TIME,
+    ChannelPhase,
+    ChannelState,
+    Rejected,
+    balance,
+    spendable,
+)
 from offchain.protocol.errors import InvalidSignature
 from offchain.protocol.locks import ordered
 from offchain.protocol.messages import (
@@ -177,7 +184,9 @@ def expire_withdraw(
         PLACEHOLDER_SIGNATURE,
     )
     message = signing.sign(key, unsigned, channel.chain_id, our.address, channel.partner.address)
-    new_our = frozen.replace(our, withdraw_pending=our.withdrawn)
+    # Both ends forget the expiration too, so the two views stay equal whether or not the
+    # partner ever saw the request.
+    new_our = frozen.replace(our, withdraw_pending=our.withdrawn, withdraw_expiration=NO_TIME)
     return frozen.replace(channel, our=new_our), message
 
 
@@ -195,7 +204,10 @@ def receive_withdraw_expired(
     if _signer(channel, message, sender_is_partner=True) != partner.address:
         return Rejected("invalid signature")
     return frozen.replace(
-        channel, partner=frozen.replace(partner, withdraw_pending=partner.withdrawn)
+        channel,
+        partner=frozen.replace(
+            partner, withdraw_pending=partner.withdrawn, withdraw_expiration=NO_TIME
+        ),
     )
 
 

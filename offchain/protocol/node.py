@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import assert_never
 
 from offchain.protocol import channel as channel_rules
-from offchain.protocol import frozen, initiator, mediator, signing, target
+from offchain.protocol import cosigning, frozen, initiator, mediator, signing, target
 from offchain.protocol.channel import (
     BalanceProofMessage,
     ChannelPhase,
@@ -64,20 +64,24 @@ from offchain.protocol.state import (
 from offchain.protocol.step import Step, secrethash_of
 from offchain.protocol.transitions import (
     ActionCloseChannel,
+    ActionCoopSettle,
     ActionExpectPayment,
     ActionPay,
     ActionSetUnreachable,
     ActionUpdateGraph,
+    ActionWithdraw,
     ChainChannelClosed,
     ChainChannelOpened,
     ChainChannelSettled,
     ChainDeposit,
     ChainSecretRegistered,
+    ChainWithdraw,
     ContractSendClose,
     ContractSendSecretRegister,
     ContractSendUnlock,
     ContractSendUpdate,
     Effect,
+    EventActionRefused,
     EventPaymentReceived,
     Input,
     PartnerProof,
@@ -107,6 +111,12 @@ def transition(state: NodeState, event: Input, key: PrivateKey) -> tuple[NodeSta
             step.unreachable = event.addresses
         case ActionCloseChannel():
             _close(step, event)
+        case ActionWithdraw():
+            _refused(step, cosigning.withdraw(step, event))
+        case ActionCoopSettle():
+            _refused(step, cosigning.coop_settle(step, event))
+        case ChainWithdraw():
+            cosigning.on_chain_withdraw(step, event)
         case ChainChannelOpened():
             _opened(step, event)
         case ChainDeposit():
@@ -123,6 +133,11 @@ def transition(state: NodeState, event: Input, key: PrivateKey) -> tuple[NodeSta
 
 
 # --- local actions ------------------------------------------------------------------------
+
+
+def _refused(step: Step, result: Rejected | None) -> None:
+    if result is not None:
+        step.effects.append(EventActionRefused(result.reason))
 
 
 def _pay(step: Step, action: ActionPay) -> None:
@@ -194,7 +209,7 @@ def _receive(step: Step, sender: Address, message: Message) -> None:
             | CoopSettleRequest()
             | CoopSettleResponse()
         ):
-            step.invalid(sender, message, "withdraw and cooperative settle are not wired yet")
+            cosigning.receive(step, sender, message)
         case _:
             assert_never(message)
 
@@ -335,6 +350,7 @@ def _on_secret_reveal(step: Step, sender: Address, message: SecretReveal) -> Non
 
 
 def _tick(step: Step) -> None:
+    cosigning.on_tick(step)
     for payment in list(step.initiators.values()):
         initiator.on_tick(step, payment)
     for key, channel in list(step.channels.items()):

@@ -18,7 +18,12 @@ from typing import Final
 
 from offchain.protocol.channel import BalanceProofMessage, ChannelState
 from offchain.protocol.fees import FeeSchedule
-from offchain.protocol.messages import PaymentId, ReturnReason
+from offchain.protocol.messages import (
+    CoopSettleRequest,
+    PaymentId,
+    ReturnReason,
+    WithdrawRequest,
+)
 from offchain.protocol.routes import ChannelGraph
 from offchain.protocol.transitions import FailureReason
 from offchain.protocol.types import Address, Nonce, Secret, SecretHash, Timestamp, TokenAmount
@@ -174,6 +179,15 @@ class NodeState:
     registering: frozenset[SecretHash] = frozenset()
     """Secrets we asked the chain to register (once each)."""
     early: Mapping[ChannelKey, Mapping[Nonce, BalanceProofMessage]] = field(default_factory=dict)
+    withdraws: Mapping[ChannelKey, WithdrawRequest] = field(default_factory=dict)
+    """Our withdraw requests, until they land on chain or expire."""
+    withdraws_signed: frozenset[ChannelKey] = frozenset()
+    """Those of `withdraws` the partner co-signed (sent to the chain once)."""
+    coop_offers: Mapping[ChannelKey, CoopSettleRequest] = field(default_factory=dict)
+    """Our cooperative-settle offers waiting for the partner's signature."""
+    settling: Mapping[ChannelKey, Timestamp] = field(default_factory=dict)
+    """Channels with a cooperative settle signed by both, until its expiration: no new
+    payments there, or the signed totals would no longer be the balances."""
     """Balance proofs from a partner that arrived before their predecessor."""
 
 

@@ -62,6 +62,10 @@ class Step:
         self.registered = dict(state.registered)
         self.registering = set(state.registering)
         self.early = {k: dict(v) for k, v in state.early.items()}
+        self.withdraws = dict(state.withdraws)
+        self.withdraws_signed = set(state.withdraws_signed)
+        self.coop_offers = dict(state.coop_offers)
+        self.settling = dict(state.settling)
         self.graphs = dict(state.graphs)
         self.unreachable = state.unreachable
 
@@ -78,6 +82,10 @@ class Step:
             registered=self.registered,
             registering=frozenset(self.registering),
             early={k: v for k, v in self.early.items() if v},
+            withdraws=self.withdraws,
+            withdraws_signed=frozenset(self.withdraws_signed),
+            coop_offers=self.coop_offers,
+            settling=self.settling,
             graphs=self.graphs,
             unreachable=self.unreachable,
         )
@@ -85,9 +93,12 @@ class Step:
     # --- lookups ----------------------------------------------------------------------
 
     def open_channel(self, token_network: Address, partner: Address) -> ChannelState | None:
-        channel = self.channels.get((token_network, partner))
+        key = (token_network, partner)
+        channel = self.channels.get(key)
         if channel is None or channel.phase is not ChannelPhase.OPENED:
             return None
+        if key in self.settling and self.now <= self.settling[key]:
+            return None  # a signed cooperative settle fixes the balances
         return channel
 
     def registered_in_time(self, secrethash: SecretHash, expiration: Timestamp) -> bool:

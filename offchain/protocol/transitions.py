@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from offchain.protocol.cooperative import SignedCoopSettle, SignedWithdraw
 from offchain.protocol.locks import Lock
 from offchain.protocol.messages import Message, MessageType, PaymentId
 from offchain.protocol.routes import ChannelGraph
@@ -92,6 +93,27 @@ class ActionCloseChannel:
 
 
 @dataclass(frozen=True, slots=True)
+class ActionWithdraw:
+    """Raise our total withdraw in the channel with `partner`; the offer lapses at `expiration`."""
+
+    now: Timestamp
+    token_network: Address
+    partner: Address
+    total_withdraw: TokenAmount
+    expiration: Timestamp
+
+
+@dataclass(frozen=True, slots=True)
+class ActionCoopSettle:
+    """Offer the partner to close and settle now, each taking its balance."""
+
+    now: Timestamp
+    token_network: Address
+    partner: Address
+    expiration: Timestamp
+
+
+@dataclass(frozen=True, slots=True)
 class ReceiveMessage:
     """A decoded message from `sender` (the origin the transport authenticated)."""
 
@@ -114,6 +136,17 @@ class ChainChannelOpened:
 @dataclass(frozen=True, slots=True)
 class ChainDeposit:
     """`participant`'s total deposit in the channel with `partner` is now `total`."""
+
+    now: Timestamp
+    token_network: Address
+    partner: Address
+    participant: Address
+    total: TokenAmount
+
+
+@dataclass(frozen=True, slots=True)
+class ChainWithdraw:
+    """`participant`'s total withdraw in the channel with `partner` is now `total`."""
 
     now: Timestamp
     token_network: Address
@@ -164,9 +197,12 @@ Input = (
     | ActionUpdateGraph
     | ActionSetUnreachable
     | ActionCloseChannel
+    | ActionWithdraw
+    | ActionCoopSettle
     | ReceiveMessage
     | ChainChannelOpened
     | ChainDeposit
+    | ChainWithdraw
     | ChainChannelClosed
     | ChainChannelSettled
     | ChainSecretRegistered
@@ -222,6 +258,24 @@ class ContractSendUnlock:
     token_network: Address
     partner: Address
     locks: tuple[Lock, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ContractSendWithdraw:
+    """Both signatures of our withdraw: submit `set_total_withdraw` before it expires."""
+
+    token_network: Address
+    partner: Address
+    withdraw: SignedWithdraw
+
+
+@dataclass(frozen=True, slots=True)
+class ContractSendCoopSettle:
+    """Both signatures of a cooperative settle: submit it before it expires."""
+
+    token_network: Address
+    partner: Address
+    settle: SignedCoopSettle
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,15 +350,25 @@ class EventInvalidReceived:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class EventActionRefused:
+    """A local action could not be carried out (`reason`); nothing changed."""
+
+    reason: str
+
+
 Effect = (
     SendMessage
     | ContractSendSecretRegister
     | ContractSendClose
     | ContractSendUpdate
     | ContractSendUnlock
+    | ContractSendWithdraw
+    | ContractSendCoopSettle
     | EventPaymentSucceeded
     | EventPaymentFailed
     | EventPaymentReceived
     | EventMediated
     | EventInvalidReceived
+    | EventActionRefused
 )

@@ -24,7 +24,9 @@ from offchain.protocol.transitions import (
     ChainChannelOpened,
     ChainDeposit,
     ChainSecretRegistered,
+    ChainWithdraw,
     ContractSendSecretRegister,
+    ContractSendWithdraw,
     Effect,
     Input,
     ReceiveMessage,
@@ -69,6 +71,7 @@ class Network:
     now: Timestamp = START
     flights: list[Flight] = field(default_factory=list)
     registrations: list[ContractSendSecretRegister] = field(default_factory=list)
+    withdraws: list[tuple[Address, ContractSendWithdraw]] = field(default_factory=list)
     effects: dict[Address, list[Effect]] = field(default_factory=dict)
     edges: list[tuple[Address, Address]] = field(default_factory=list)
 
@@ -94,6 +97,8 @@ class Network:
                 self.flights.append(Flight(address, effect.recipient, codec.encode(effect.message)))
             elif isinstance(effect, ContractSendSecretRegister):
                 self.registrations.append(effect)
+            elif isinstance(effect, ContractSendWithdraw):
+                self.withdraws.append((address, effect))
         return effects
 
     def deliver(self, index: int = 0) -> list[Effect]:
@@ -121,7 +126,15 @@ class Network:
                 self.mine()
 
     def mine(self) -> None:
-        """Include every pending secret registration now and tell every node."""
+        """Include every pending secret registration and withdraw now; tell the nodes."""
+        withdraws, self.withdraws = self.withdraws, []
+        for address, request in withdraws:
+            if self.now > request.withdraw.expiration:
+                continue  # the contract refuses an expired withdraw
+            partner = request.partner
+            total = request.withdraw.total_withdraw
+            for me, other in ((address, partner), (partner, address)):
+                self.apply(me, ChainWithdraw(self.now, TOKEN_NETWORK, other, address, total))
         pending, self.registrations = self.registrations, []
         seen: set[SecretHash] = set()
         for registration in pending:

@@ -23,6 +23,7 @@ from offchain.protocol.settlement import ParticipantTotals, settlement_payout
 from offchain.protocol.state import Settings
 from offchain.protocol.transitions import (
     ActionPay,
+    ActionWithdraw,
     ChainChannelClosed,
     ChainChannelSettled,
     EventInvalidReceived,
@@ -31,7 +32,7 @@ from offchain.protocol.transitions import (
     EventPaymentReceived,
     EventPaymentSucceeded,
 )
-from offchain.protocol.types import Address, TokenAmount
+from offchain.protocol.types import Address, Timestamp, TokenAmount
 from tests.lib.network import TOKEN_NETWORK, Flight, Network, secret_for
 
 DEPOSIT = 500
@@ -121,10 +122,19 @@ class TransferMachine(RuleBasedStateMachine):
         # inside the reveal timeout, which is what the timeouts assume (docs/spec.md §11).
         self.net.advance(seconds, tick_every=10, mine=True)
 
-    @precondition(lambda self: self.net.registrations)
+    @precondition(lambda self: self.net.registrations or self.net.withdraws)
     @rule()
     def mine(self) -> None:
         self.net.mine()
+
+    @rule(data=st.data(), amount=st.integers(1, 200), seconds=st.sampled_from([30, 120]))
+    def withdraw(self, data: st.DataObject, amount: int, seconds: int) -> None:
+        a, b = data.draw(st.sampled_from(self.net.edges))
+        me, partner = data.draw(st.sampled_from([(a, b), (b, a)]))
+        mine = self.net.states[me].channels[(TOKEN_NETWORK, partner)].our
+        total = TokenAmount(mine.withdrawn + amount)
+        expiration = Timestamp(self.net.now + seconds)
+        self.net.apply(me, ActionWithdraw(self.net.now, TOKEN_NETWORK, partner, total, expiration))
 
     @rule()
     def republish_graph(self) -> None:
@@ -180,7 +190,8 @@ class TransferMachine(RuleBasedStateMachine):
             for (_, partner), channel in state.channels.items():
                 our, theirs = channel.our, channel.partner
                 # I-T1: tokens are conserved in every view.
-                assert balance(our, theirs) + balance(theirs, our) == our.deposit + theirs.deposit
+                total = our.deposit + theirs.deposit - our.withdrawn - theirs.withdrawn
+                assert balance(our, theirs) + balance(theirs, our) == total
                 # I-T3 (I-P3): live locks, less returned pairs, never exceed the balance.
                 for end, other in ((our, theirs), (theirs, our)):
                     live = sum(lock.amount for lock in end.locks if lock.expiration >= self.net.now)
@@ -240,7 +251,10 @@ class TransferMachine(RuleBasedStateMachine):
                 assert channel.partner == net.states[partner].channels[(TOKEN_NETWORK, node)].our
         # I-T6: every node's tokens add up to its payments and fees; fees are never negative.
         for node, state in net.states.items():
-            held = sum(balance(c.our, c.partner) - c.our.deposit for c in state.channels.values())
+            held = sum(
+                balance(c.our, c.partner) + c.our.withdrawn - c.our.deposit
+                for c in state.channels.values()
+            )
             expected = 0
             for effect in net.effects[node]:
                 if isinstance(effect, EventPaymentReceived):

@@ -1,0 +1,210 @@
+"""The node's side of the flows both partners sign: withdraw and cooperative settle.
+
+Belongs here: turning `ActionWithdraw` / `ActionCoopSettle` into signed requests, answering
+the partner's requests, and turning a complete pair of signatures into the transaction
+effect (`ContractSendWithdraw`, `ContractSendCoopSettle`); expiring our unused withdraw
+requests on `Tick`. The rules themselves (what may be withdrawn, which totals a
+cooperative settle must carry) are `cooperative`'s.
+
+Once both have signed a cooperative settle the channel takes no new payment until the
+offer expires (`NodeState.settling`): the signed totals are the balances of that moment.
+
+Does not belong here: channel rules (`cooperative`, `channel`), other messages (`node`).
+"""
+
+from __future__ import annotations
+
+from offchain.protocol import cooperative, frozen, signing
+from offchain.protocol.channel import NO_TIME, ChannelPhase, EndState, Rejected
+from offchain.protocol.messages import (
+    CoopSettleRequest,
+    CoopSettleResponse,
+    WithdrawConfirmation,
+    WithdrawExpired,
+    WithdrawRequest,
+)
+from offchain.protocol.signing import PLACEHOLDER_SIGNATURE
+from offchain.protocol.step import Step
+from offchain.protocol.transitions import (
+    ActionCoopSettle,
+    ActionWithdraw,
+    ChainWithdraw,
+    ContractSendCoopSettle,
+    ContractSendWithdraw,
+)
+from offchain.protocol.types import Address, TokenAmount
+
+CosignedMessage = (
+    WithdrawRequest
+    | WithdrawConfirmation
+    | WithdrawExpired
+    | CoopSettleRequest
+    | CoopSettleResponse
+)
+
+
+def withdraw(step: Step, action: ActionWithdraw) -> Rejected | None:
+    """Ask the partner to co-sign our new total withdraw."""
+    key = (action.token_network, action.partner)
+    channel = step.open_channel(*key)
+    if channel is None:
+        return Rejected("no open channel")
+    made = cooperative.request_withdraw(channel, step.key, action.total_withdraw, action.expiration)
+    if isinstance(made, Rejected):
+        return made
+    step.channels[key], request = made
+    step.withdraws[key] = request
+    step.send(action.partner, request)
+    return None
+
+
+def coop_settle(step: Step, action: ActionCoopSettle) -> Rejected | None:
+    """Offer the partner a cooperative settle at today's balances."""
+    key = (action.token_network, action.partner)
+    channel = step.open_channel(*key)
+    if channel is None:
+        return Rejected("no open channel")
+    made = cooperative.request_coop_settle(channel, step.key, action.expiration)
+    if isinstance(made, Rejected):
+        return made
+    step.coop_offers[key] = made
+    step.settling[key] = action.expiration  # no new payments while the offer stands
+    step.send(action.partner, made)
+    return None
+
+
+def receive(step: Step, sender: Address, message: CosignedMessage) -> None:
+    key = (message.token_network, sender)
+    channel = step.channels.get(key)
+    if channel is None:
+        step.invalid(sender, message, "no channel with the sender")
+        return
+    match message:
+        case WithdrawRequest():
+            partner = channel.partner
+            if (partner.withdraw_pending, partner.withdraw_expiration) == (
+                message.total_withdraw,
+                message.expiration,
+            ) and partner.withdraw_pending > partner.withdrawn:
+                _confirm_again(step, sender, message)  # a repeated request: same answer
+                return
+            if message.expiration <= step.now or message.total_withdraw <= partner.withdrawn:
+                return  # stale (late, or already on chain): nothing to sign, nothing wrong
+            made = cooperative.receive_withdraw_request(channel, step.key, message, step.now)
+            if isinstance(made, Rejected):
+                step.invalid(sender, message, made.reason)
+                return
+            step.channels[key], confirmation = made
+            step.send(sender, confirmation)
+        case WithdrawConfirmation():
+            request = step.withdraws.get(key)
+            if (
+                request is None
+                or key in step.withdraws_signed
+                or (message.total_withdraw, message.expiration)
+                != (request.total_withdraw, request.expiration)
+            ):
+                return  # late or repeated: the request expired, landed or is signed already
+            signed = cooperative.receive_withdraw_confirmation(channel, request, message)
+            if isinstance(signed, Rejected):
+                step.invalid(sender, message, signed.reason)
+                return
+            step.withdraws_signed.add(key)
+            step.effects.append(ContractSendWithdraw(message.token_network, sender, signed))
+        case WithdrawExpired():
+            partner = channel.partner
+            if partner.withdraw_pending <= partner.withdrawn:
+                return  # we never reserved it (its request came late) or it landed
+            updated = cooperative.receive_withdraw_expired(channel, message, step.now)
+            if isinstance(updated, Rejected):
+                step.invalid(sender, message, updated.reason)
+                return
+            step.channels[key] = updated
+        case CoopSettleRequest():
+            if step.open_channel(*key) is None:
+                step.invalid(sender, message, "channel not open for new agreements")
+                return
+            response = cooperative.receive_coop_settle_request(channel, step.key, message, step.now)
+            if isinstance(response, Rejected):
+                step.invalid(sender, message, response.reason)
+                return
+            step.settling[key] = message.expiration
+            step.send(sender, response)
+        case CoopSettleResponse():
+            offer = step.coop_offers.get(key)
+            if offer is None:
+                step.invalid(sender, message, "no cooperative settle offer of ours")
+                return
+            settled = cooperative.receive_coop_settle_response(channel, offer, message)
+            if isinstance(settled, Rejected):
+                step.invalid(sender, message, settled.reason)
+                return
+            del step.coop_offers[key]
+            step.effects.append(ContractSendCoopSettle(message.token_network, sender, settled))
+
+
+def _confirm_again(step: Step, sender: Address, request: WithdrawRequest) -> None:
+    channel = step.channels[(request.token_network, sender)]
+    unsigned = WithdrawConfirmation(
+        request.token_network,
+        request.generation,
+        request.participant,
+        request.total_withdraw,
+        request.expiration,
+        PLACEHOLDER_SIGNATURE,
+    )
+    step.send(
+        sender,
+        signing.sign(step.key, unsigned, channel.chain_id, step.address, sender),
+    )
+
+
+def on_tick(step: Step) -> None:
+    """Release our withdraws that expired without reaching the chain, and lapsed offers.
+
+    A withdraw both signed stays reserved until it lands (`ChainWithdraw`) or expires: the
+    contract refuses it after its expiration, so then the reservation can go.
+    """
+    for key, request in list(step.withdraws.items()):
+        channel = step.channels.get(key)
+        # Released only once the partner's clock, too, is past the expiration: its copy of
+        # our end stops counting the reservation then (`channel.spendable`).
+        if channel is None or step.now <= request.expiration + step.settings.clock_tolerance:
+            continue
+        made = cooperative.expire_withdraw(channel, step.key, step.now)
+        del step.withdraws[key]
+        step.withdraws_signed.discard(key)
+        if isinstance(made, Rejected):
+            continue
+        step.channels[key], expired = made
+        if channel.phase is ChannelPhase.OPENED:
+            step.send(key[1], expired)
+    for key, until in list(step.settling.items()):
+        if step.now > until:
+            del step.settling[key]
+            step.coop_offers.pop(key, None)
+
+
+def on_chain_withdraw(step: Step, event: ChainWithdraw) -> None:
+    key = (event.token_network, event.partner)
+    channel = step.channels.get(key)
+    if channel is None:
+        return
+    if event.participant == step.address:
+        request = step.withdraws.get(key)
+        if request is not None and event.total >= request.total_withdraw:
+            del step.withdraws[key]  # landed: nothing left to expire
+            step.withdraws_signed.discard(key)
+        step.channels[key] = frozen.replace(channel, our=_landed(channel.our, event.total))
+    elif event.participant == event.partner:
+        step.channels[key] = frozen.replace(channel, partner=_landed(channel.partner, event.total))
+
+
+def _landed(end: EndState, total: TokenAmount) -> EndState:
+    withdrawn = TokenAmount(max(end.withdrawn, total))
+    if end.withdraw_pending > withdrawn:
+        return frozen.replace(end, withdrawn=withdrawn)
+    # Nothing pending any more: both views drop the request the same way.
+    return frozen.replace(
+        end, withdrawn=withdrawn, withdraw_pending=withdrawn, withdraw_expiration=NO_TIME
+    )
