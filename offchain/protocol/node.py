@@ -67,6 +67,7 @@ from offchain.protocol.transitions import (
     ActionCoopSettle,
     ActionExpectPayment,
     ActionPay,
+    ActionPayDirect,
     ActionSetUnreachable,
     ActionUpdateGraph,
     ActionWithdraw,
@@ -82,6 +83,7 @@ from offchain.protocol.transitions import (
     ContractSendUpdate,
     Effect,
     EventActionRefused,
+    EventDirectPaymentSent,
     EventPaymentReceived,
     Input,
     PartnerProof,
@@ -103,6 +105,8 @@ def transition(state: NodeState, event: Input, key: PrivateKey) -> tuple[NodeSta
             _tick(step)
         case ActionPay():
             _pay(step, event)
+        case ActionPayDirect():
+            _refused(step, _pay_direct(step, event))
         case ActionExpectPayment():
             step.invoices[secrethash_of(event.secret)] = (event.secret, event.amount)
         case ActionUpdateGraph():
@@ -148,6 +152,29 @@ def _pay(step: Step, action: ActionPay) -> None:
     if action.amount <= 0 or action.target == step.address:
         raise ValueError("ActionPay: amount must be positive and the target another node")
     initiator.start(step, action)
+
+
+def _pay_direct(step: Step, action: ActionPayDirect) -> Rejected | None:
+    key = (action.token_network, action.partner)
+    channel = step.open_channel(*key)
+    if channel is None:
+        return Rejected("no open channel")
+    message: DirectTransfer | TransferBatch
+    if len(action.payments) == 1:
+        (entry,) = action.payments
+        made = channel_rules.make_direct_transfer(channel, step.key, entry.amount, entry.payment_id)
+        if isinstance(made, Rejected):
+            return made
+        step.channels[key], message = made
+    else:
+        batch = channel_rules.make_transfer_batch(channel, step.key, action.payments)
+        if isinstance(batch, Rejected):
+            return batch
+        step.channels[key], message = batch
+    step.send(action.partner, message)
+    for entry in action.payments:
+        step.effects.append(EventDirectPaymentSent(entry.payment_id, action.partner, entry.amount))
+    return None
 
 
 def _close(step: Step, action: ActionCloseChannel) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from offchain.protocol.cooperative import SignedCoopSettle, SignedWithdraw
 from offchain.protocol.locks import Lock
-from offchain.protocol.messages import Message, MessageType, PaymentId
+from offchain.protocol.messages import BatchEntry, Message, MessageType, PaymentId
 from offchain.protocol.routes import ChannelGraph
 from offchain.protocol.types import (
     Address,
@@ -54,6 +54,17 @@ class ActionPay:
     secret: Secret | None = None
     max_fee: TokenAmount | None = None
     reveal_early: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ActionPayDirect:
+    """Pay the partner directly, no lock: one payment (`DirectTransfer`) or several queued
+    ones folded into one balance-proof update (`TransferBatch`, one signature)."""
+
+    now: Timestamp
+    token_network: Address
+    partner: Address
+    payments: tuple[BatchEntry, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +204,7 @@ class Tick:
 
 Input = (
     ActionPay
+    | ActionPayDirect
     | ActionExpectPayment
     | ActionUpdateGraph
     | ActionSetUnreachable
@@ -323,6 +335,15 @@ class EventPaymentFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class EventDirectPaymentSent:
+    """A direct payment left in a signed balance proof: the partner is paid."""
+
+    payment_id: PaymentId
+    partner: Address
+    amount: TokenAmount
+
+
+@dataclass(frozen=True, slots=True)
 class EventPaymentReceived:
     """As target: the payer unlocked `amount` for `payment_id` (it is ours off chain)."""
 
@@ -368,6 +389,7 @@ Effect = (
     | EventPaymentSucceeded
     | EventPaymentFailed
     | EventPaymentReceived
+    | EventDirectPaymentSent
     | EventMediated
     | EventInvalidReceived
     | EventActionRefused

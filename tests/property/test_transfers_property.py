@@ -19,13 +19,16 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from offchain.protocol.channel import ChannelPhase, balance, returned_amount
 from offchain.protocol.fees import FeeSchedule
+from offchain.protocol.messages import BatchEntry
 from offchain.protocol.settlement import ParticipantTotals, settlement_payout
 from offchain.protocol.state import Settings
 from offchain.protocol.transitions import (
     ActionPay,
+    ActionPayDirect,
     ActionWithdraw,
     ChainChannelClosed,
     ChainChannelSettled,
+    EventDirectPaymentSent,
     EventInvalidReceived,
     EventMediated,
     EventPaymentFailed,
@@ -57,6 +60,7 @@ class TransferMachine(RuleBasedStateMachine):
         self.next_id = 1
         self.seen: dict[tuple[Address, Address, str], tuple[int, int]] = {}
         self.closed: set[frozenset[Address]] = set()
+        self.direct: set[int] = set()
 
     # --- rules ---------------------------------------------------------------------------
 
@@ -81,6 +85,17 @@ class TransferMachine(RuleBasedStateMachine):
                 secret,
             ),
         )
+
+    @rule(data=st.data(), amounts=st.lists(st.integers(1, 60), min_size=1, max_size=5))
+    def pay_direct(self, data: st.DataObject, amounts: list[int]) -> None:
+        a, b = data.draw(st.sampled_from(self.net.edges))
+        payer, partner = data.draw(st.sampled_from([(a, b), (b, a)]))
+        entries = []
+        for amount in amounts:
+            entries.append(BatchEntry(self.next_id, TokenAmount(amount)))
+            self.direct.add(self.next_id)
+            self.next_id += 1
+        self.net.apply(payer, ActionPayDirect(self.net.now, TOKEN_NETWORK, partner, tuple(entries)))
 
     @precondition(lambda self: self.net.flights)
     @rule(data=st.data())
@@ -261,6 +276,8 @@ class TransferMachine(RuleBasedStateMachine):
                     expected += effect.amount
                 elif isinstance(effect, EventPaymentSucceeded):
                     expected -= effect.amount + effect.fee
+                elif isinstance(effect, EventDirectPaymentSent):
+                    expected -= effect.amount
                 elif isinstance(effect, EventMediated):
                     assert effect.fee >= 0
                     expected += effect.fee

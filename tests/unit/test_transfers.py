@@ -15,12 +15,15 @@ import pytest
 from offchain.protocol import codec, signing
 from offchain.protocol.fees import FeeSchedule
 from offchain.protocol.messages import (
+    BatchEntry,
+    DirectTransfer,
     LockedTransfer,
     LockExpired,
     LockReturn,
     PaymentSecret,
     SecretRequest,
     SecretReveal,
+    TransferBatch,
     Unlock,
 )
 from offchain.protocol.node import transition
@@ -29,6 +32,7 @@ from offchain.protocol.transitions import (
     ActionCloseChannel,
     ActionExpectPayment,
     ActionPay,
+    ActionPayDirect,
     ActionSetUnreachable,
     ChainChannelClosed,
     ChainChannelSettled,
@@ -36,6 +40,8 @@ from offchain.protocol.transitions import (
     ContractSendSecretRegister,
     ContractSendUnlock,
     ContractSendUpdate,
+    EventActionRefused,
+    EventDirectPaymentSent,
     EventInvalidReceived,
     EventMediated,
     EventPaymentFailed,
@@ -456,3 +462,27 @@ def test_proof_with_a_gap__waits_for_its_predecessor() -> None:
     assert net.states[b].channels[(TOKEN_NETWORK, a)].partner.nonce == 0
     net.run()
     assert len(net.events(b, EventPaymentReceived)) == 2
+
+
+def test_pay_direct__one_then_a_batch__partner_paid_each_with_one_signature_per_update() -> None:
+    net = Network.create(2)
+    a, b = net.line(DEPOSIT)
+    net.apply(a, ActionPayDirect(net.now, TOKEN_NETWORK, b, (BatchEntry(1, TokenAmount(5)),)))
+    entries = tuple(BatchEntry(n, TokenAmount(n)) for n in range(2, 12))
+    net.apply(a, ActionPayDirect(net.now, TOKEN_NETWORK, b, entries))
+    assert [type(codec.decode(f.data)) for f in net.flights] == [DirectTransfer, TransferBatch]
+    net.run()
+    received = [e for e in net.events(b, EventPaymentReceived)]
+    assert len(received) == 11
+    assert len(net.events(a, EventDirectPaymentSent)) == 11
+    assert net.balance(b, a) == DEPOSIT + 5 + sum(range(2, 12))
+    assert net.states[b].channels[(TOKEN_NETWORK, a)].partner.nonce == 2
+
+
+def test_pay_direct__above_capacity__refused_nothing_sent() -> None:
+    net = Network.create(2)
+    a, b = net.line(DEPOSIT)
+    entries = (BatchEntry(1, TokenAmount(DEPOSIT)), BatchEntry(2, TokenAmount(1)))
+    effects = net.apply(a, ActionPayDirect(net.now, TOKEN_NETWORK, b, entries))
+    assert effects == [EventActionRefused("insufficient capacity")]
+    assert not net.flights
