@@ -1,7 +1,8 @@
 """The `smartmesh` command line: argument parsing and printing only.
 
-Belongs here: subcommands that call into the packages and print results. Later issues add
-`node`, `relay`, `channel`, `pay`; each subcommand stays a thin shell over a service.
+Belongs here: subcommands that call into the packages and print results: `contracts`, and
+`relay` (a standalone mesh relay, whose flags and logic live in `mesh_relay.cli`). Later
+issues add `node`, `channel`, `pay`; each subcommand stays a thin shell over a service.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+from mesh_relay import cli as relay_cli
 from offchain.chain.artifacts import ARTIFACT_NAMES, load_artifact
 
 
@@ -44,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
         "contracts", help="show the compiled contracts this package ships"
     )
     contracts.set_defaults(handler=_cmd_contracts)
+    relay = commands.add_parser(
+        "relay",
+        help="run a mesh relay node (UDP discovery, TCP peers, store and forward)",
+        description="Run a SmartMesh relay node (docs/operator.md, 'Running a relay').",
+    )
+    relay_cli.add_arguments(relay)
+    relay.set_defaults(handler=lambda args: relay_cli.run(args, relay))
     return parser
 
 
