@@ -23,7 +23,6 @@ Does not belong here: fragmentation, framing, replay bookkeeping (``store``), ro
 
 from __future__ import annotations
 
-import coincurve
 from Crypto.Cipher import ChaCha20_Poly1305
 
 from mesh_relay.errors import EnvelopeError
@@ -33,7 +32,9 @@ from mesh_relay.identity import (
     SIGNATURE_LENGTH,
     Address,
     Identity,
+    ecdh_secret,
     keccak256,
+    public_key_of,
     recover,
 )
 
@@ -77,11 +78,10 @@ def seal(
     """Encrypt ``payload`` to ``destination_key`` (33 bytes) and sign; return the body."""
     header = associated_data(message_id_, destination, identity.address, expiry_ms)
     scalar = identity.secret_scalar(_EPHEMERAL_DOMAIN, header + keccak256(payload))
-    ephemeral = coincurve.PrivateKey(scalar)
-    ephemeral_public: bytes = ephemeral.public_key.format(compressed=True)
+    ephemeral_public = public_key_of(scalar)
     try:
-        shared: bytes = ephemeral.ecdh(destination_key)
-    except (ValueError, TypeError) as exc:
+        shared = ecdh_secret(scalar, destination_key)
+    except EnvelopeError as exc:
         raise EnvelopeError("destination key is not a valid secp256k1 point") from exc
     key = keccak256(_KDF_DOMAIN + shared + ephemeral_public + destination_key)
     cipher = ChaCha20_Poly1305.new(key=key, nonce=_NONCE)

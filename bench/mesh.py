@@ -1,0 +1,368 @@
+"""Figures of the mesh relay: real relay processes on loopback, and the simulator's.
+
+Belongs here: ``measure()``, which `bench.run` merges into bench/results.json:
+
+- ``mesh.p50_latency_ms_3relays_loopback`` and ``mesh.messages_per_s_3relays_loopback``:
+  five processes on 127.0.0.1 joined in a line by TCP links, sender - r1 - r2 - r3 -
+  receiver. The three relays are the real command (``python -m mesh_relay``); the sender
+  and the receiver are ``worker`` processes of this module, each a ``MeshRuntime`` with
+  a TCP adapter, exactly what an application embeds. Payloads of 64 bytes, routed MTU
+  1,200 (``--mtu`` to change). Latency: one message at a time (the next leaves when the
+  sender has the end-to-end ack), one way, from ``send`` at the sender to the delivery
+  at the receiver, both read on CLOCK_MONOTONIC (one clock for every process of a Linux
+  host); the median of ``LATENCY_MESSAGES``. Throughput: ``THROUGHPUT_MESSAGES`` messages
+  sent with up to ``WINDOW`` unacknowledged, divided by the time from the first send to
+  the last delivery.
+- ``mesh.delivery_ratio_1000_nodes``: the simulator's 1,000-node bench
+  (``mesh_relay.sim.delivery_ratio_1000_nodes``, docs/mesh.md §12).
+- ``mesh.overhead_bytes_per_frame``: header and envelope bytes of a one-frame 64-byte
+  message (``mesh_relay.sim.overhead_bytes_per_frame``).
+
+``python -m bench.mesh`` prints the figures (``--skip-sim`` for the loopback ones alone,
+``--profile DIR`` writes a cProfile of every process into DIR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from mesh_relay.config import MeshConfig
+from mesh_relay.effects import Deliver
+from mesh_relay.runtime import MeshRuntime, Outcome
+from mesh_relay.tcp import TcpLinks
+
+LATENCY_MESSAGES = 300
+THROUGHPUT_MESSAGES = 20_000
+WINDOW = 512
+PAYLOAD = 64
+LIFETIME = 120.0
+RATE = 64 << 20
+"""Per-neighbour rate limit for the bench (bytes/s): the default, 256 KiB/s, suits a
+phone's radio neighbours and would cap a loopback relay at about 800 frames/s; a relay
+on a LAN or a server sets its own, as the bench does here."""
+MESH_FLAGS = [f"--mesh=rate_bytes_per_s={RATE}", f"--mesh=rate_burst_bytes={2 * RATE}"]
+
+
+def bench_config(mtu: int, pending: int = 1024) -> MeshConfig:
+    """The workers' config: the relays get the same through ``MESH_FLAGS``."""
+    return MeshConfig(
+        routed_mtu=mtu,
+        rate_bytes_per_s=RATE,
+        rate_burst_bytes=2 * RATE,
+        max_pending_messages=pending,
+    )
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- worker processes (sender and receiver) ------------------------------------------------
+
+
+def _emit(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+async def _stdin_lines() -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    return reader
+
+
+async def _receiver(args: argparse.Namespace) -> None:
+    tcp = TcpLinks(("127.0.0.1", 0), [], args.mtu)
+    runtime = MeshRuntime(bench_config(args.mtu), os.urandom(32), [tcp])
+    await runtime.start()
+    queue = runtime.subscribe()
+    assert tcp.local_address is not None
+    _emit({"ready": True, "address": runtime.address.hex(), "tcp": tcp.local_address[1]})
+    latencies: list[int] = []
+    last_ns = 0
+    count = 0
+    stdin = await _stdin_lines()
+    command = asyncio.create_task(stdin.readline())
+    while True:
+        getter = asyncio.create_task(queue.get())
+        done, _ = await asyncio.wait({getter, command}, return_when=asyncio.FIRST_COMPLETED)
+        if getter in done:
+            event = getter.result()
+            if isinstance(event, Deliver):
+                now_ns = time.monotonic_ns()
+                sent_ns = int.from_bytes(event.payload[1:9], "big")
+                if event.payload[0] == 0:
+                    latencies.append(now_ns - sent_ns)
+                else:
+                    count += 1
+                    last_ns = now_ns
+        else:
+            getter.cancel()
+        if command in done:
+            break
+    _emit({"latencies_ns": latencies, "count": count, "last_ns": last_ns})
+    await runtime.stop()
+
+
+def _payload(kind: int) -> bytes:
+    return bytes((kind,)) + time.monotonic_ns().to_bytes(8, "big") + bytes(PAYLOAD - 9)
+
+
+async def _sender(args: argparse.Namespace) -> None:
+    tcp = TcpLinks(None, [("127.0.0.1", args.peer)], args.mtu)
+    config = bench_config(args.mtu, pending=max(1024, 2 * args.window))
+    runtime = MeshRuntime(config, os.urandom(32), [tcp])
+    await runtime.start()
+    target = bytes.fromhex(args.to)
+    while target not in runtime.node.routing.destinations():
+        await asyncio.sleep(0.01)
+    # Warm-up: caches, the first connections' buffers.
+    for _ in range(20):
+        await runtime.outcome(runtime.send(target, _payload(0), LIFETIME))
+    _emit({"route": True})
+    stdin = await _stdin_lines()
+    await stdin.readline()  # the receiver has reset its counters
+    for _ in range(args.latency):
+        outcome = await runtime.outcome(runtime.send(target, _payload(0), LIFETIME))
+        assert outcome is Outcome.DELIVERED, outcome
+    _emit({"latency_done": True})
+    await stdin.readline()  # the driver has read every process's CPU time
+    queue = runtime.subscribe()
+    start_ns = time.monotonic_ns()
+    sent = 0
+    resolved = 0
+    expired = 0
+    while resolved < args.count:
+        while sent < args.count and sent - resolved < args.window:
+            runtime.send(target, _payload(1), LIFETIME)
+            sent += 1
+        event = await queue.get()
+        if not isinstance(event, Deliver):
+            resolved += 1
+            if event.__class__.__name__ == "EventExpired":
+                expired += 1
+    _emit({"start_ns": start_ns, "end_ns": time.monotonic_ns(), "expired": expired})
+    await stdin.readline()
+    await runtime.stop()
+
+
+def worker(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.mesh worker")
+    parser.add_argument("role", choices=("sender", "receiver"))
+    parser.add_argument("--mtu", type=int, default=1200)
+    parser.add_argument("--peer", type=int, default=0)
+    parser.add_argument("--to", default="")
+    parser.add_argument("--latency", type=int, default=LATENCY_MESSAGES)
+    parser.add_argument("--count", type=int, default=THROUGHPUT_MESSAGES)
+    parser.add_argument("--window", type=int, default=WINDOW)
+    args = parser.parse_args(argv)
+    asyncio.run(_receiver(args) if args.role == "receiver" else _sender(args))
+
+
+# -- the driver ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Proc:
+    name: str
+    popen: subprocess.Popen[str]
+
+    def line(self) -> dict[str, Any]:
+        assert self.popen.stdout is not None
+        text = self.popen.stdout.readline()
+        if not text:
+            raise RuntimeError(f"{self.name} exited ({self.popen.wait()})")
+        result: dict[str, Any] = json.loads(text)
+        return result
+
+    def tell(self, text: str = "go") -> None:
+        stdin: IO[str] | None = self.popen.stdin
+        assert stdin is not None
+        stdin.write(text + "\n")
+        stdin.flush()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _python(profile: Path | None, name: str) -> list[str]:
+    if profile is None:
+        return [sys.executable]
+    return [sys.executable, "-m", "cProfile", "-o", str(profile / f"{name}.prof")]
+
+
+def _spawn(name: str, argv: list[str], log: IO[str]) -> _Proc:
+    popen = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    return _Proc(name, popen)
+
+
+def loopback_figures(
+    mtu: int = 1200,
+    latency: int = LATENCY_MESSAGES,
+    count: int = THROUGHPUT_MESSAGES,
+    window: int = WINDOW,
+    profile: Path | None = None,
+    verbose: bool = False,
+) -> dict[str, float]:
+    """Run the five processes once; the two loopback figures."""
+    procs: list[_Proc] = []
+    finished = False
+    with tempfile.TemporaryDirectory(prefix="bench-mesh-") as tmp:
+        log = (Path(tmp) / "stderr.log").open("w")
+        try:
+            receiver = _spawn(
+                "receiver",
+                [
+                    *_python(profile, "receiver"),
+                    "-m",
+                    "bench.mesh",
+                    "worker",
+                    "receiver",
+                    f"--mtu={mtu}",
+                ],
+                log,
+            )
+            procs.append(receiver)
+            ready = receiver.line()
+            port = int(ready["tcp"])
+            for name in ("r3", "r2", "r1"):
+                relay = _spawn(
+                    name,
+                    [
+                        *_python(profile, name),
+                        "-m",
+                        "mesh_relay",
+                        "--no-udp",
+                        "--tcp-listen=127.0.0.1:0",
+                        f"--tcp-peer=127.0.0.1:{port}",
+                        f"--mtu={mtu}",
+                        f"--data-dir={tmp}/{name}",
+                        "--log-level=warning",
+                        *MESH_FLAGS,
+                    ],
+                    log,
+                )
+                procs.append(relay)
+                port = int(relay.line()["tcp"].rsplit(":", 1)[1])
+            sender = _spawn(
+                "sender",
+                [
+                    *_python(profile, "sender"),
+                    "-m",
+                    "bench.mesh",
+                    "worker",
+                    "sender",
+                    f"--mtu={mtu}",
+                    f"--peer={port}",
+                    f"--to={ready['address']}",
+                    f"--latency={latency}",
+                    f"--count={count}",
+                    f"--window={window}",
+                ],
+                log,
+            )
+            procs.append(sender)
+            sender.line()  # route found, warm-up done
+            sender.tell()
+            sender.line()  # latency phase done
+            cpu_before = {p.name: _cpu_seconds(p.popen.pid) for p in procs}
+            sender.tell()
+            timing = sender.line()
+            cpu = {p.name: _cpu_seconds(p.popen.pid) - cpu_before[p.name] for p in procs}
+            receiver.tell("report")
+            report = receiver.line()
+            sender.tell()
+            finished = True
+        finally:
+            for proc in procs:
+                # Workers stop on their next line of input; relays on SIGTERM (their
+                # graceful stop). Both write their profile on the way out.
+                if proc.popen.stdin is not None:
+                    proc.popen.stdin.close()
+                if not finished or proc.name in ("r1", "r2", "r3"):
+                    proc.popen.terminate()
+            for proc in procs:
+                try:
+                    proc.popen.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.popen.kill()
+            log.close()
+        if timing["expired"]:
+            raise RuntimeError(f"{timing['expired']} messages expired on loopback")
+        latencies = report["latencies_ns"]
+        seconds = (report["last_ns"] - timing["start_ns"]) / 1e9
+        if verbose:
+            print(
+                f"throughput phase: {report['count']} messages in {seconds:.2f} s; CPU "
+                "µs per message: "
+                + ", ".join(f"{n} {v / report['count'] * 1e6:.0f}" for n, v in cpu.items()),
+                file=sys.stderr,
+            )
+    return {
+        "mesh.p50_latency_ms_3relays_loopback": round(statistics.median(latencies) / 1e6, 3),
+        "mesh.messages_per_s_3relays_loopback": round(report["count"] / seconds),
+    }
+
+
+def simulator_figures() -> dict[str, float]:
+    from mesh_relay import sim
+
+    return {
+        "mesh.delivery_ratio_1000_nodes": sim.delivery_ratio_1000_nodes(),
+        "mesh.overhead_bytes_per_frame": sim.overhead_bytes_per_frame(),
+    }
+
+
+def measure(skip_sim: bool = False) -> dict[str, float]:
+    figures = loopback_figures()
+    if not skip_sim:
+        figures.update(simulator_figures())
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["worker"]:
+        worker(argv[1:])
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m bench.mesh", description=__doc__)
+    parser.add_argument("--skip-sim", action="store_true", help="loopback figures only")
+    parser.add_argument("--mtu", type=int, default=1200)
+    parser.add_argument("--count", type=int, default=THROUGHPUT_MESSAGES)
+    parser.add_argument("--window", type=int, default=WINDOW)
+    parser.add_argument("--profile", type=Path, help="write a cProfile per process here")
+    args = parser.parse_args(argv)
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    figures = loopback_figures(
+        args.mtu, count=args.count, window=args.window, profile=args.profile, verbose=True
+    )
+    if not args.skip_sim:
+        figures.update(simulator_figures())
+    for name, value in figures.items():
+        print(f"{name:48s} {value:>12,}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
