@@ -7,7 +7,7 @@ application), calls ``tick`` when ``next_timer`` says, and keeps the pending sto
 (``persistence.SnapshotFile``): restored at start, written within ``snapshot_interval``
 of a change (only when its bytes changed) and at stop. The application API: ``send``
 (returns the message id), ``outcome`` (await delivered or expired), ``subscribe`` (a
-queue of deliveries and outcomes), ``status``.
+queue of deliveries and outcomes) or ``listen`` (a callback for them), ``status``.
 
 Time is the wall clock (``time.time``): hellos and expiries are absolute Unix times that
 other nodes compare with theirs. A peer's bad frame never raises out of the core; an
@@ -88,7 +88,8 @@ class MeshRuntime:
         self._clock = clock
         self._senders: dict[str, FrameSender] = {}
         self._links: dict[str, Link] = {}
-        self._subscribers: list[asyncio.Queue[AppEvent]] = []
+        self._listeners: list[Callable[[AppEvent], None]] = []
+        self._queues: dict[asyncio.Queue[AppEvent], Callable[[], None]] = {}
         self._waiters: dict[bytes, list[asyncio.Future[Outcome]]] = {}
         self._resolved: OrderedDict[bytes, Outcome] = OrderedDict()
         self._timer: asyncio.TimerHandle | None = None
@@ -214,12 +215,25 @@ class MeshRuntime:
         """A queue that gets every delivery and outcome from now on. A bounded queue that
         is full loses events (counted in ``stats['subscriber_overflow']``)."""
         queue: asyncio.Queue[AppEvent] = asyncio.Queue(maxsize)
-        self._subscribers.append(queue)
+        self._queues[queue] = self.listen(lambda event: self._offer(queue, event))
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue[AppEvent]) -> None:
-        with contextlib.suppress(ValueError):
-            self._subscribers.remove(queue)
+        stop = self._queues.pop(queue, None)
+        if stop is not None:
+            stop()
+
+    def listen(self, callback: Callable[[AppEvent], None]) -> Callable[[], None]:
+        """Call ``callback`` with every delivery and outcome, as the effect runs (it must
+        not block); returns the function that stops it. The cheapest way to consume
+        events at high rates: no queue, no task switch."""
+        self._listeners.append(callback)
+
+        def stop() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(callback)
+
+        return stop
 
     def status(self) -> dict[str, object]:
         """A JSON-ready view: address, links, neighbours, routes, queues, counters."""
@@ -314,11 +328,18 @@ class MeshRuntime:
                 self._invalid(effect.reason)
 
     def _publish(self, event: AppEvent) -> None:
-        for queue in self._subscribers:
+        for callback in self._listeners:
             try:
-                queue.put_nowait(event)
-            except asyncio.QueueFull:
-                self.stats["subscriber_overflow"] += 1
+                callback(event)
+            except Exception:
+                self.stats["listener_errors"] += 1
+                log.exception("an event listener raised")
+
+    def _offer(self, queue: asyncio.Queue[AppEvent], event: AppEvent) -> None:
+        try:
+            queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.stats["subscriber_overflow"] += 1
 
     def _resolve(self, message_id: bytes, outcome: Outcome) -> None:
         self._resolved[message_id] = outcome

@@ -130,10 +130,10 @@ class TcpLinks:
             self.stats["dials"] += 1
             started = loop.time()
             await closed
-            if loop.time() - started > _RECONNECT_MAX:
-                wait = _RECONNECT_MIN  # it held for a while: dial again soon
+            # A connection that held is a healthy peer that restarted or moved: dial again
+            # soon. One that failed at once backs off like a refused dial.
+            wait = _RECONNECT_MIN if loop.time() - started >= 1.0 else min(wait * 2, _RECONNECT_MAX)
             await asyncio.sleep(wait)
-            wait = min(wait * 2, _RECONNECT_MAX)
 
     def _up(self, connection: _Connection) -> None:
         self._connections.add(connection)
