@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from Crypto.Cipher import ChaCha20_Poly1305
 
 from mesh_relay.envelope import (
     ENVELOPE_OVERHEAD,
+    aead_decrypt,
+    aead_encrypt,
     message_id,
     open_envelope,
     seal,
@@ -13,7 +16,7 @@ from mesh_relay.envelope import (
     verify_ack,
 )
 from mesh_relay.errors import EnvelopeError
-from mesh_relay.identity import Identity
+from mesh_relay.identity import Identity, keccak256
 
 ALICE = Identity((11).to_bytes(32, "big"))
 BOB = Identity((12).to_bytes(32, "big"))
@@ -115,3 +118,26 @@ def test_message_id__16_bytes_and_depends_on_every_field() -> None:
         message_id(ALICE.address, BOB.address, EXPIRY_MS, b"m" * 16),
     }
     assert len(ids) == 5 and all(len(i) == 16 for i in ids)
+
+
+@pytest.mark.parametrize("length", [0, 1, 15, 16, 17, 64, 141, 1131, 5000])
+def test_aead_is_chacha20_poly1305_of_rfc_8439(length: int) -> None:
+    # The hand-built AEAD must give the library's exact bytes, or sealed messages of
+    # older relays would stop opening.
+    key = keccak256(b"aead key" + bytes([length % 256]))
+    aad, plaintext = bytes(range(62)), bytes(i % 251 for i in range(length))
+    reference = ChaCha20_Poly1305.new(key=key, nonce=bytes(12))
+    reference.update(aad)
+    ciphertext, tag = reference.encrypt_and_digest(plaintext)
+    assert aead_encrypt(key, aad, plaintext) == ciphertext + tag
+    assert aead_decrypt(key, aad, ciphertext + tag) == plaintext
+    for tampered in (
+        ciphertext + tag[:-1] + bytes([tag[-1] ^ 1]),
+        bytes([ciphertext[0] ^ 1]) + ciphertext[1:] + tag if ciphertext else b"x" + tag,
+    ):
+        with pytest.raises(EnvelopeError):
+            aead_decrypt(key, aad, tampered)
+    with pytest.raises(EnvelopeError):
+        aead_decrypt(key, aad[:-1], ciphertext + tag)
+    with pytest.raises(EnvelopeError):
+        aead_decrypt(key, aad, tag[:15])
