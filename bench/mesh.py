@@ -63,6 +63,8 @@ def bench_config(mtu: int, pending: int = 1024) -> MeshConfig:
         rate_burst_bytes=2 * RATE,
         max_pending_messages=pending,
     )
+
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -330,7 +332,8 @@ def loopback_figures(
         if verbose:
             per = 1e6 / report["count"]
             print(
-                f"throughput phase: {report['count']} messages in {seconds:.2f} s; CPU "
+                f"p50 latency {statistics.median(latencies) / 1e6:.3f} ms; "
+                f"{report['count']} messages in {seconds:.2f} s; CPU "
                 "µs per message (user+system): "
                 + ", ".join(f"{n} {u * per:.0f}+{k * per:.0f}" for n, (u, k) in cpu.items()),
                 file=sys.stderr,
@@ -348,8 +351,11 @@ def simulator_figures() -> dict[str, float]:
     }
 
 
-def measure(skip_sim: bool = False) -> dict[str, float]:
-    figures = loopback_figures()
+def measure(skip_sim: bool = False, runs: int = 3) -> dict[str, float]:
+    """The four figures; the loopback ones are the medians of ``runs`` runs (each run's
+    figures and CPU costs are printed to stderr)."""
+    results = [loopback_figures(verbose=True) for _ in range(runs)]
+    figures = {name: statistics.median(result[name] for result in results) for name in results[0]}
     if not skip_sim:
         figures.update(simulator_figures())
     return figures

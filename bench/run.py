@@ -2,9 +2,11 @@
 
 Belongs here: starting a fresh anvil (scripts.anvil), running the gas scenario of
 ``bench.gas`` on it, printing the table (ours, Raiden's, target, ratio, OK/OVER) and, for
-each operation over its target, where its gas goes; then merging the figures into
-bench/results.json, one flat JSON object of metric name -> number whose keys other
-benches may share (theirs are kept). ``--record`` also rewrites gas.json, the figures the
+each operation over its target, where its gas goes; the protocol core (``bench.protocol``,
+``bench.transfers``), route search (``bench.routing``) and mesh relay (``bench.mesh``)
+figures; then merging the figures into bench/results.json, one flat JSON object of metric
+name -> number whose keys other benches may share (theirs are kept). ``--only NAME``
+(repeatable) runs some benches alone. ``--record`` also rewrites gas.json, the figures the
 regression test holds the contracts to: use it when a change of gas is intended.
 """
 
@@ -15,10 +17,11 @@ import json
 import sys
 from pathlib import Path
 
-from bench import gas, protocol, routing, transfers
+from bench import gas, mesh, protocol, routing, transfers
 from scripts.anvil import Anvil
 
 RESULTS = Path(__file__).resolve().with_name("results.json")
+BENCHES = ("gas", "protocol", "routing", "mesh")
 
 
 def merge_results(path: Path, figures: dict[str, int | float]) -> dict[str, object]:
@@ -47,8 +50,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-breakdown", action="store_true", help="skip the traces of operations over target"
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=BENCHES,
+        help="run only this bench (repeatable; default: all)",
+    )
     args = parser.parse_args(argv)
+    selected = set(args.only or BENCHES)
+    if args.record and "gas" not in selected:
+        parser.error("--record needs the gas bench")
+    figures: dict[str, int | float] = {}
+    if "gas" in selected:
+        figures.update(_gas(args))
+    if "protocol" in selected:
+        core = protocol.measure() | transfers.measure()
+        print("\nProtocol core (no I/O, one core)\n")
+        print("\n".join(f"{name:48s} {value:>12,}" for name, value in core.items()))
+        figures.update(core)
+    if "routing" in selected:
+        routes = routing.measure()
+        print("\n".join(f"{name:48s} {value:>12,}" for name, value in routes.items()))
+        figures.update(routes)
+    if "mesh" in selected:
+        print("\nMesh relay (five processes on loopback; the simulator)\n")
+        relay = mesh.measure()
+        print("\n".join(f"{name:48s} {value:>12,}" for name, value in relay.items()))
+        figures.update(relay)
+    merge_results(args.results, figures)
+    print(f"\nmerged {len(figures)} figures into {args.results}")
+    return 0
 
+
+def _gas(args: argparse.Namespace) -> dict[str, int]:
+    """The gas scenario on a fresh anvil: the table, the breakdowns, ``--record``."""
     with Anvil.start() as node:
         run = gas.measure(node.url)
         print("Gas on anvil (scenario of raiden-contracts' gas test; see docs/gas.md)\n")
@@ -64,21 +99,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"\n{name}")
                 found = gas.breakdown(node.url, run.tx_hashes[name], names)
                 print("\n".join("  " + line for line in found.lines()))
-
-    figures: dict[str, int | float] = dict(run.gas)
-    core = protocol.measure() | transfers.measure()
-    print("\nProtocol core (no I/O, one core)\n")
-    print("\n".join(f"{name:48s} {value:>12,}" for name, value in core.items()))
-    figures.update(core)
-    routes = routing.measure()
-    print("\n".join(f"{name:48s} {value:>12,}" for name, value in routes.items()))
-    figures.update(routes)
-    merge_results(args.results, figures)
-    print(f"\nmerged {len(figures)} figures into {args.results}")
     if args.record:
         record_gas_json(run.gas)
         print(f"recorded the twelve operations in {gas.GAS_JSON}")
-    return 0
+    return dict(run.gas)
 
 
 if __name__ == "__main__":
