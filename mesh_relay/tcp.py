@@ -163,7 +163,6 @@ class _Connection(asyncio.Protocol):
         self._buffer = bytearray()
         self._preamble_ok = False
         self._pending: list[bytes] = []
-        self._flush_scheduled = False
         self.link: Link | None = None
         self._peer: Endpoint = ("", 0)
 
@@ -196,27 +195,30 @@ class _Connection(asyncio.Protocol):
     def send(self, addr: LinkAddr | Broadcast, data: bytes) -> None:
         # Every address on this link is the far end: nothing else can be reached over it.
         del addr
+        if self._transport is None:
+            self._owner.stats["send_closed"] += 1
+            return
+        pending = self._pending
+        if not pending:
+            asyncio.get_running_loop().call_soon(self._flush)
+        pending.append(len(data).to_bytes(_LENGTH, "big") + data)
+
+    def _flush(self) -> None:
+        """Write what this event-loop turn produced in one call (counted per write, not
+        per frame: this runs for every frame a relay forwards)."""
+        pending, self._pending = self._pending, []
         transport = self._transport
         stats = self._owner.stats
         if transport is None or transport.is_closing():
-            stats["send_closed"] += 1
+            stats["send_closed"] += len(pending)
             return
         if transport.get_write_buffer_size() > _HIGH_WATER:
-            stats["send_dropped_busy"] += 1
+            stats["send_dropped_busy"] += len(pending)
             return
-        self._pending.append(len(data).to_bytes(_LENGTH, "big"))
-        self._pending.append(data)
-        stats["frames_out"] += 1
-        stats["bytes_out"] += len(data)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        pending, self._pending = self._pending, []
-        if self._transport is not None and not self._transport.is_closing() and pending:
-            self._transport.write(b"".join(pending))
+        record = b"".join(pending)
+        transport.write(record)
+        stats["frames_out"] += len(pending)
+        stats["bytes_out"] += len(record) - _LENGTH * len(pending)
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
