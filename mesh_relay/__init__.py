@@ -11,6 +11,12 @@ Modules, from the wire inwards: ``frames`` (encoding), ``identity`` (keys, signa
 ``routing`` (distance vector with feasibility), ``reliability`` (rate limits, backoff),
 ``store`` (custody, seen-sets, snapshots), ``accounting``, ``config``, ``effects``,
 ``errors``, ``node`` (the composition) and ``sim`` (the deterministic simulator).
+
+Outside the core, importing asyncio and sockets (so not imported here): ``links`` (the
+one link interface and a loss/delay wrapper), ``udp`` and ``tcp`` (the adapters),
+``runtime`` (``MeshRuntime``: the asyncio driver and application API), ``persistence``
+(key and snapshot files), ``control`` (the local control socket) and ``cli``
+(``smartmesh relay`` / ``python -m mesh_relay``).
 """
 
 from mesh_relay.accounting import RelayCount
