@@ -113,7 +113,9 @@ def receive_withdraw_request(
         return Rejected("withdraw already expired")
     if message.total_withdraw <= partner.withdrawn:
         return Rejected("total withdraw must rise")
-    if partner.withdraw_pending > partner.withdrawn:
+    if partner.withdraw_pending > partner.withdrawn and now <= partner.withdraw_expiration:
+        # An expired one can no longer land (the contract checks the expiration), and
+        # withdraws are totals: even if both landed, only the larger would count.
         return Rejected("a withdraw is already pending")
     if message.total_withdraw - partner.withdrawn > spendable(partner, channel.our):
         return Rejected("withdraw exceeds the partner's capacity")
