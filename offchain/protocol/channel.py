@@ -360,9 +360,19 @@ def make_lock_return(
 
 
 def make_unlock(
-    channel: ChannelState, key: PrivateKey, secret: Secret, payment_id: PaymentId
+    channel: ChannelState,
+    key: PrivateKey,
+    secret: Secret,
+    payment_id: PaymentId,
+    pair_registered: bool = False,
 ) -> tuple[ChannelState, Unlock] | Rejected:
-    """Pay our lock of `sha256(secret)` off chain: its amount moves from L to T."""
+    """Pay our lock of `sha256(secret)` off chain: its amount moves from L to T.
+
+    `pair_registered`: our lock is the original of a returned pair whose secret was
+    registered on chain in time. Both halves then pay on chain, so they are paid off
+    chain too: the original first (this), then the returner pays its mirror back when
+    the unlock reaches it.
+    """
     nonce = _next_nonce(channel)
     if isinstance(nonce, Rejected):
         return nonce
@@ -370,9 +380,12 @@ def make_unlock(
     lock = channel.our.lock_for(secrethash)
     if lock is None:
         return Rejected("no such lock")
-    if channel.partner.lock_for(secrethash) == lock:
+    if channel.partner.lock_for(secrethash) == lock and (
+        secrethash in channel.our.mirrors or not pair_registered
+    ):
         # A returned pair pays both ways or not at all: unlocking one half alone would
-        # take back capacity the pair had already freed. It expires as a pair.
+        # take back capacity the pair had already freed. It expires as a pair (or, when
+        # its secret is registered in time, the original is unlocked first).
         return Rejected("lock was returned")
     new_our = frozen.replace(
         channel.our,

@@ -113,8 +113,11 @@ def receive(step: Step, sender: Address, message: CosignedMessage) -> None:
             step.effects.append(ContractSendWithdraw(message.token_network, sender, signed))
         case WithdrawExpired():
             partner = channel.partner
-            if partner.withdraw_pending <= partner.withdrawn:
-                return  # we never reserved it (its request came late) or it landed
+            if (partner.withdraw_pending, partner.withdraw_expiration) != (
+                message.total_withdraw,
+                message.expiration,
+            ) or partner.withdraw_pending <= partner.withdrawn:
+                return  # not what we reserved (its request came late, or an older one)
             updated = cooperative.receive_withdraw_expired(channel, message, step.now)
             if isinstance(updated, Rejected):
                 step.invalid(sender, message, updated.reason)
@@ -171,14 +174,15 @@ def on_tick(step: Step) -> None:
         # our end stops counting the reservation then (`channel.spendable`).
         if channel is None or step.now <= request.expiration + step.settings.clock_tolerance:
             continue
-        made = cooperative.expire_withdraw(channel, step.key, step.now)
         del step.withdraws[key]
         step.withdraws_signed.discard(key)
+        if channel.phase is not ChannelPhase.OPENED:
+            continue  # nothing is spent in a closed channel: both views keep it as it was
+        made = cooperative.expire_withdraw(channel, step.key, step.now)
         if isinstance(made, Rejected):
             continue
         step.channels[key], expired = made
-        if channel.phase is ChannelPhase.OPENED:
-            step.send(key[1], expired)
+        step.send(key[1], expired)
     for key, until in list(step.settling.items()):
         if step.now > until:
             del step.settling[key]

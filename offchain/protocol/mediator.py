@@ -214,9 +214,9 @@ def _our_lock(step: Step, record: MediatorState) -> Lock | None:
     return None if channel is None else channel.our.lock_for(record.secrethash)
 
 
-def on_paid(step: Step, key: LockKey, record: MediatorState) -> None:
-    """The payer unlocked its lock to us."""
-    step.mediators[key] = frozen.replace(record, paid_in=True)
+def on_paid(step: Step, key: LockKey, record: MediatorState, repaid: bool) -> None:
+    """The payer unlocked its lock to us (`repaid`: we had returned it and paid it back)."""
+    step.mediators[key] = frozen.replace(record, paid_in=True, repaid=repaid)
 
 
 def settle_if_done(step: Step, key: LockKey) -> None:
@@ -230,5 +230,9 @@ def settle_if_done(step: Step, key: LockKey) -> None:
     if _our_lock(step, record) is not None:
         return
     del step.mediators[key]
-    fee = (record.incoming if record.paid_in else 0) - (record.outgoing if record.paid_out else 0)
+    fee = (
+        (record.incoming if record.paid_in else 0)
+        - (record.outgoing if record.paid_out else 0)
+        - (record.incoming if record.repaid else 0)
+    )
     step.effects.append(EventMediated(record.payment_id, record.payer, record.payee, fee))

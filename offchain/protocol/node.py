@@ -312,11 +312,14 @@ def _apply(
             _on_lock_return(step, sender, message)
         case Unlock():
             lock_key: LockKey = (network, sender, secrethash_of(message.secret))
+            # If we had given this lock back, its mirror is owed now: pay it back.
+            repaid = _repay_mirror(step, network, sender, message)
             if lock_key in step.mediators:
-                mediator.on_paid(step, lock_key, step.mediators[lock_key])
+                mediator.on_paid(step, lock_key, step.mediators[lock_key], repaid)
                 mediator.settle_if_done(step, lock_key)
             elif lock_key in step.targets:
-                target.on_paid(step, lock_key)
+                if not repaid:
+                    target.on_paid(step, lock_key)
                 target.forget_if_done(step, lock_key)
         case LockExpired():
             # The payer removed an original: our mirror of it, if any, can go now too.
@@ -326,6 +329,53 @@ def _apply(
             target.forget_if_done(step, lock_key)
         case _:
             assert_never(message)
+
+
+def _repay_mirror(step: Step, network: Address, partner: Address, unlock: Unlock) -> bool:
+    secrethash = secrethash_of(unlock.secret)
+    channel = step.channels[(network, partner)]
+    mirror = channel.our.lock_for(secrethash)
+    if mirror is None or secrethash not in channel.our.mirrors:
+        return False
+    made = channel_rules.make_unlock(channel, step.key, unlock.secret, unlock.payment_id)
+    if isinstance(made, Rejected):
+        return False
+    step.channels[(network, partner)], message = made
+    step.send(partner, message)
+    return True
+
+
+def _unlock_registered_pairs(step: Step, secret: Secret, secrethash: SecretHash) -> None:
+    """Pay the originals of returned pairs whose secret was registered in time: on chain
+    both halves would pay, so off chain the original goes first and the mirror follows."""
+    for (network, partner), channel in list(step.channels.items()):
+        if channel.phase is not ChannelPhase.OPENED:
+            continue
+        lock = channel.our.lock_for(secrethash)
+        if (
+            lock is None
+            or secrethash in channel.our.mirrors
+            or channel.partner.lock_for(secrethash) != lock
+            or not step.registered_in_time(secrethash, lock.expiration)
+        ):
+            continue
+        made = channel_rules.make_unlock(
+            channel, step.key, secret, _payment_id_of(step, secrethash), pair_registered=True
+        )
+        if isinstance(made, Rejected):
+            continue
+        step.channels[(network, partner)], message = made
+        step.send(partner, message)
+
+
+def _payment_id_of(step: Step, secrethash: SecretHash) -> int:
+    for payment in step.initiators.values():
+        if payment.secrethash == secrethash:
+            return payment.payment_id
+    for record in step.mediators.values():
+        if record.secrethash == secrethash:
+            return record.payment_id
+    return 0
 
 
 def _on_lock_return(step: Step, payee: Address, message: LockReturn) -> None:
@@ -517,3 +567,4 @@ def _registered(step: Step, event: ChainSecretRegistered) -> None:
     for key, record in list(step.mediators.items()):
         if record.secrethash == secrethash:
             mediator.on_secret(step, key, record, event.secret, from_chain=True)
+    _unlock_registered_pairs(step, event.secret, secrethash)

@@ -120,6 +120,8 @@ class MediatorState:
     """We unlocked our lock to the payee."""
     revealed: bool = False
     """We told the payer the secret."""
+    repaid: bool = False
+    """We had given the payer's lock back and paid the mirror when it was unlocked."""
 
 
 class TargetStatus(enum.Enum):

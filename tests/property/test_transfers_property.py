@@ -263,7 +263,13 @@ class TransferMachine(RuleBasedStateMachine):
             assert not state.mediators and not state.targets
             for (_, partner), channel in state.channels.items():
                 assert not channel.our.locks and not channel.partner.locks
-                assert channel.partner == net.states[partner].channels[(TOKEN_NETWORK, node)].our
+                mine = net.states[partner].channels[(TOKEN_NETWORK, node)].our
+                differ = {
+                    name: (getattr(channel.partner, name), getattr(mine, name))
+                    for name in type(mine).__dataclass_fields__
+                    if getattr(channel.partner, name) != getattr(mine, name)
+                }
+                assert not differ, differ
         # I-T6: every node's tokens add up to its payments and fees; fees are never negative.
         for node, state in net.states.items():
             held = sum(

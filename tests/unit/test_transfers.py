@@ -486,3 +486,26 @@ def test_pay_direct__above_capacity__refused_nothing_sent() -> None:
     effects = net.apply(a, ActionPayDirect(net.now, TOKEN_NETWORK, b, entries))
     assert effects == [EventActionRefused("insufficient capacity")]
     assert not net.flights
+
+
+def test_returned_pair__secret_registered_in_time__both_halves_paid_off_chain() -> None:
+    net = Network.create(4)
+    a, b, c, d = diamond(net)
+    pay(net, b, d, 950, index=7)  # b's side to d is too small now: b will return a's lock
+    net.run()
+    pay(net, a, d, 100)
+    # c is away when d reveals: d registers the secret, which also covers the a-b pair.
+    while net.flights:
+        flight = net.flights[0]
+        if flight.sender == d and isinstance(codec.decode(flight.data), SecretReveal):
+            net.flights.pop(0)
+            continue
+        net.deliver(0)
+    settings = Settings()
+    net.advance(settings.lock_timeout - settings.reveal_timeout, tick_every=10, mine=True)
+    net.run()
+    assert pending_locks(net) == 0
+    assert net.balance(a, b) == DEPOSIT  # the pair paid both ways
+    assert net.balance(a, c) == DEPOSIT - 100 and net.balance(d, c) == DEPOSIT + 100
+    (mediated,) = net.events(b, EventMediated)
+    assert isinstance(mediated, EventMediated) and mediated.fee == 0
