@@ -14,6 +14,7 @@ state machines), timers, or anything that talks to the chain. Time comes in as `
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -97,13 +98,22 @@ class EndState:
 
     @property
     def balance_hash(self) -> BalanceHash:
-        return balance_hash(self.transferred, self.locked, self.locksroot)
+        return _balance_hash_of(self.transferred, self.locks)
 
     def lock_for(self, secrethash: SecretHash) -> Lock | None:
         for lock in self.locks:
             if lock.secrethash == secrethash:
                 return lock
         return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _balance_hash_of(transferred: TokenAmount, locks: tuple[Lock, ...]) -> BalanceHash:
+    # Each proof's balance hash is computed by its sender and again by its receiver (and
+    # the locksroot hashes every pending lock): equal inputs, equal hash, so cache it.
+    return balance_hash(
+        transferred, TokenAmount(sum(lock.amount for lock in locks)), locksroot(locks)
+    )
 
 
 @dataclass(frozen=True, slots=True)
