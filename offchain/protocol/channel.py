@@ -274,17 +274,14 @@ def _batch_total(payments: tuple[BatchEntry, ...]) -> TokenAmount | Rejected:
 
 
 def check_new_lock(channel: ChannelState, lock: Lock, now: Timestamp) -> Rejected | None:
-    """The rules a lock must meet, for us when we lock and for the partner's locks."""
-    if lock.amount <= 0:
-        return Rejected("lock amount must be positive")
-    if lock.expiration <= now + channel.reveal_timeout:
+    """The rules a lock we make must meet: those of a received lock, and time to claim it."""
+    if lock.amount > 0 and lock.expiration <= now + channel.reveal_timeout:
         return Rejected("lock expires too soon")
-    if lock.expiration > now + channel.settle_window:
-        return Rejected("lock expires after the settle window")
-    return None
+    return _check_lock_received(channel, lock, now)
 
 
 def _check_lock_received(channel: ChannelState, lock: Lock, now: Timestamp) -> Rejected | None:
+    """The rules every partner's lock must meet (a late one is still applied, §10)."""
     if lock.amount <= 0:
         return Rejected("lock amount must be positive")
     if lock.expiration > now + channel.settle_window:

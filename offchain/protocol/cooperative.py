@@ -121,23 +121,31 @@ def receive_withdraw_request(
         return Rejected("withdraw exceeds the partner's capacity")
     if _signer(channel, message, sender_is_partner=True) != partner.address:
         return Rejected("invalid withdraw signature")
-    unsigned = WithdrawConfirmation(
-        message.token_network,
-        message.generation,
-        message.participant,
-        message.total_withdraw,
-        message.expiration,
-        PLACEHOLDER_SIGNATURE,
-    )
-    # The Withdraw struct names the participant, so our signature covers the same digest
-    # whichever of us signs it: sender and partner only name the channel.
-    confirmation = signing.sign(
-        key, unsigned, channel.chain_id, channel.our.address, partner.address
-    )
+    confirmation = confirm_withdraw(channel, key, message)
     new_partner = frozen.replace(
         partner, withdraw_pending=message.total_withdraw, withdraw_expiration=message.expiration
     )
     return frozen.replace(channel, partner=new_partner), confirmation
+
+
+def confirm_withdraw(
+    channel: ChannelState, key: PrivateKey, request: WithdrawRequest
+) -> WithdrawConfirmation:
+    """Our signature of the partner's request (no checks: `receive_withdraw_request` makes
+    them; a node also uses this to answer a repeated request it has already accepted)."""
+    unsigned = WithdrawConfirmation(
+        request.token_network,
+        request.generation,
+        request.participant,
+        request.total_withdraw,
+        request.expiration,
+        PLACEHOLDER_SIGNATURE,
+    )
+    # The Withdraw struct names the participant, so our signature covers the same digest
+    # whichever of us signs it: sender and partner only name the channel.
+    return signing.sign(
+        key, unsigned, channel.chain_id, channel.our.address, channel.partner.address
+    )
 
 
 def receive_withdraw_confirmation(

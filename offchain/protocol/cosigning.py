@@ -14,7 +14,7 @@ Does not belong here: channel rules (`cooperative`, `channel`), other messages (
 
 from __future__ import annotations
 
-from offchain.protocol import cooperative, frozen, signing
+from offchain.protocol import cooperative, frozen
 from offchain.protocol.channel import NO_TIME, ChannelPhase, EndState, Rejected
 from offchain.protocol.messages import (
     CoopSettleRequest,
@@ -23,7 +23,6 @@ from offchain.protocol.messages import (
     WithdrawExpired,
     WithdrawRequest,
 )
-from offchain.protocol.signing import PLACEHOLDER_SIGNATURE
 from offchain.protocol.step import Step
 from offchain.protocol.transitions import (
     ActionCoopSettle,
@@ -86,7 +85,8 @@ def receive(step: Step, sender: Address, message: CosignedMessage) -> None:
                 message.total_withdraw,
                 message.expiration,
             ) and partner.withdraw_pending > partner.withdrawn:
-                _confirm_again(step, sender, message)  # a repeated request: same answer
+                # A repeated request: the same answer again.
+                step.send(sender, cooperative.confirm_withdraw(channel, step.key, message))
                 return
             if message.expiration <= step.now or message.total_withdraw <= partner.withdrawn:
                 return  # stale (late, or already on chain): nothing to sign, nothing wrong
@@ -144,22 +144,6 @@ def receive(step: Step, sender: Address, message: CosignedMessage) -> None:
                 return
             del step.coop_offers[key]
             step.effects.append(ContractSendCoopSettle(message.token_network, sender, settled))
-
-
-def _confirm_again(step: Step, sender: Address, request: WithdrawRequest) -> None:
-    channel = step.channels[(request.token_network, sender)]
-    unsigned = WithdrawConfirmation(
-        request.token_network,
-        request.generation,
-        request.participant,
-        request.total_withdraw,
-        request.expiration,
-        PLACEHOLDER_SIGNATURE,
-    )
-    step.send(
-        sender,
-        signing.sign(step.key, unsigned, channel.chain_id, step.address, sender),
-    )
 
 
 def on_tick(step: Step) -> None:

@@ -293,6 +293,10 @@ class SecretReveal:
     signature: Signature
 
 
+NO_SECRET: Final = Secret(bytes(32))
+"""`PaymentSecret.secret` of an announcement: the target asks with `SecretRequest`."""
+
+
 @dataclass(frozen=True, slots=True)
 class PaymentSecret:
     """The initiator's secret for the target, sent end to end beside the first lock.

@@ -36,6 +36,7 @@ from offchain.protocol.channel import (
 )
 from offchain.protocol.errors import InvalidSignature
 from offchain.protocol.messages import (
+    NO_SECRET,
     CoopSettleRequest,
     CoopSettleResponse,
     DirectTransfer,
@@ -91,8 +92,6 @@ from offchain.protocol.transitions import (
     Tick,
 )
 from offchain.protocol.types import Address, Nonce, PrivateKey, Secret, SecretHash, Timestamp
-
-_ZERO_SECRET = Secret(bytes(32))
 
 
 def transition(state: NodeState, event: Input, key: PrivateKey) -> tuple[NodeState, list[Effect]]:
@@ -394,7 +393,7 @@ def _on_lock_return(step: Step, payee: Address, message: LockReturn) -> None:
 
 
 def _on_payment_secret(step: Step, sender: Address, message: PaymentSecret) -> None:
-    secret = None if message.secret == _ZERO_SECRET else message.secret
+    secret = None if message.secret == NO_SECRET else message.secret
     step.announcements[message.payment_id] = Announcement(
         sender, message.token_network, message.amount, secret
     )

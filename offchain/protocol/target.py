@@ -54,18 +54,13 @@ def try_claim(step: Step, key: LockKey) -> None:
         return
     if secret is None:
         announcement = step.announcements.get(record.payment_id)
-        if announcement is not None and not record_requested(step, key):
+        if announcement is not None:
             step.request_secret(record, announcement)
             step.targets[key] = frozen.replace(record, status=TargetStatus.REQUESTED)
         return
     step.secrets[record.secrethash] = secret
     step.reveal(record.token_network, record.payer, secret)
     step.targets[key] = frozen.replace(record, status=TargetStatus.REVEALED)
-
-
-def record_requested(step: Step, key: LockKey) -> bool:
-    record = step.targets.get(key)
-    return record is not None and record.status is TargetStatus.REQUESTED
 
 
 def _known_secret(step: Step, record: TargetState) -> tuple[Secret | None, TokenAmount | None]:

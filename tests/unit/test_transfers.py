@@ -27,7 +27,13 @@ from offchain.protocol.messages import (
     Unlock,
 )
 from offchain.protocol.node import transition
-from offchain.protocol.state import InitiatorStatus, MediatorStatus, Settings, TargetStatus
+from offchain.protocol.state import (
+    InitiatorStatus,
+    MediatorStatus,
+    NodeState,
+    Settings,
+    TargetStatus,
+)
 from offchain.protocol.transitions import (
     ActionCloseChannel,
     ActionExpectPayment,
@@ -51,7 +57,7 @@ from offchain.protocol.transitions import (
     ReceiveMessage,
 )
 from offchain.protocol.types import Secret, TokenAmount
-from tests.lib.network import TOKEN_NETWORK, Network, secret_for
+from tests.lib.network import START, TOKEN_NETWORK, Network, secret_for
 
 DEPOSIT = 1_000
 
@@ -509,3 +515,24 @@ def test_returned_pair__secret_registered_in_time__both_halves_paid_off_chain() 
     assert net.balance(a, c) == DEPOSIT - 100 and net.balance(d, c) == DEPOSIT + 100
     (mediated,) = net.events(b, EventMediated)
     assert isinstance(mediated, EventMediated) and mediated.fee == 0
+
+
+def test_transition__keeps_every_state_field_it_does_not_change() -> None:
+    """`Step.finish` names NodeState's fields one by one: a field left out would silently
+    fall back to its default after every input."""
+    values: dict[str, object] = {}
+    for field in dataclasses.fields(NodeState):
+        if field.name in ("address", "chain_id"):
+            continue
+        if field.name == "settings":
+            values[field.name] = Settings(reveal_timeout=61)
+        elif field.name == "early":
+            values[field.name] = {(TOKEN_NETWORK, b"p" * 20): {7: "proof"}}
+        elif "frozenset" in str(field.type):
+            values[field.name] = frozenset({field.name})
+        else:
+            values[field.name] = {field.name: "value"}
+    state = NodeState(b"a" * 20, 7, **values)  # type: ignore[arg-type]
+    new, effects = transition(state, ActionSetUnreachable(START, frozenset()), b"\x01" * 32)  # type: ignore[arg-type]
+    assert effects == []
+    assert dataclasses.replace(new, unreachable=state.unreachable) == state
