@@ -1,0 +1,220 @@
+"""The small service interface the HTTP API (and through it the CLI) uses to drive a node.
+
+Belongs here: ``NodeService``, a ``typing.Protocol`` of what a running node offers its
+local user, and the plain frozen values it returns (``NodeStatus``, ``ChannelInfo``,
+``PaymentInfo``, ...) and the one error type it raises (``ServiceError``, with a stable
+code). Values are binary inside (20-byte addresses, int amounts); hex and decimal strings
+are the API's business, at its edge.
+
+Does not belong here: HTTP (``offchain.api``), how the node does any of it
+(``offchain.node.runtime``), protocol rules (``offchain.protocol``).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+Address = bytes
+"""20 raw bytes."""
+
+
+class ErrorCode(enum.Enum):
+    """Stable error codes: the API returns them as ``{"error": {"code": ..., ...}}``."""
+
+    INVALID_ARGUMENT = "invalid_argument"  # 400: a value out of range or malformed
+    NOT_FOUND = "not_found"  # 404: no such channel, payment, token
+    CONFLICT = "conflict"  # 409: the channel's state does not allow it (closed, pending)
+    INSUFFICIENT_FUNDS = "insufficient_funds"  # 409: on chain (deposit) or in a channel
+    NO_ROUTE = "no_route"  # 409: no route with the capacity and fee budget asked
+    CHAIN_UNAVAILABLE = "chain_unavailable"  # 503: the RPC endpoint does not answer
+    TRANSACTION_FAILED = "transaction_failed"  # 502: a transaction reverted or was dropped
+    TIMEOUT = "timeout"  # 504: a wait ran out (the operation goes on)
+    UNAUTHORIZED = "unauthorized"  # 401: missing or wrong bearer token (API only)
+    INTERNAL = "internal"  # 500: our bug; the message says where to look
+
+
+class ServiceError(Exception):
+    """An operation the node refused or could not do; ``code`` is stable, ``message`` human."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    address: Address
+    chain_id: int
+    synced: bool  # the chain follower has caught up to the confirmed head
+    chain_reachable: bool
+    latest_block: int  # newest block seen on the endpoint (0: never reached)
+    confirmed_block: int  # newest block whose logs the node has applied
+    blind_since: float | None  # Unix time the chain was last seen, when it is not seen now
+    peers: int  # mesh neighbours with a link up
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    token: Address
+    token_network: Address
+    symbol: str
+    decimals: int
+
+
+class ChannelStatus(enum.Enum):
+    OPENING = "opening"  # our open transaction is not confirmed yet
+    OPEN = "open"
+    CLOSING = "closing"  # our close transaction is not confirmed yet
+    CLOSED = "closed"  # closed on chain, settle window running
+    SETTLEABLE = "settleable"  # settle window over, settle not confirmed yet
+    SETTLED = "settled"
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelInfo:
+    token: Address
+    token_network: Address
+    partner: Address
+    channel_id: bytes
+    generation: int
+    status: ChannelStatus
+    settle_window: int  # seconds
+    settle_deadline: int | None  # Unix time, once closed
+    our_deposit: int
+    partner_deposit: int
+    our_withdrawn: int
+    partner_withdrawn: int
+    our_balance: int  # what we would get at settle now, locks excluded
+    partner_balance: int
+    our_locked: int  # in our pending outgoing locks
+    partner_locked: int
+    spendable: int  # what we can send now
+
+
+class PaymentDirection(enum.Enum):
+    SENT = "sent"
+    RECEIVED = "received"
+
+
+class PaymentStatus(enum.Enum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentInfo:
+    payment_id: int  # uint64, unique per initiator
+    direction: PaymentDirection
+    token: Address
+    partner: Address  # target when sent, initiator (payer hop for mediated) when received
+    amount: int
+    fee: int  # fees paid (sent) — 0 for received
+    status: PaymentStatus
+    reason: str | None  # failure reason (``FailureReason`` value), None otherwise
+    failed_hop: Address | None
+    secrethash: bytes
+    created_at: float  # Unix time
+    finished_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTransfer:
+    """A lock still pending in one of our channels."""
+
+    token: Address
+    partner: Address
+    direction: PaymentDirection  # SENT: our lock to partner; RECEIVED: partner's to us
+    payment_id: int
+    amount: int
+    secrethash: bytes
+    expiration: int  # Unix time
+    role: str  # "initiator", "mediator" or "target"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeEvent:
+    """One entry of the node's event log (payments, channel changes, refusals)."""
+
+    seq: int  # increasing, for ``events(since=...)``
+    time: float
+    kind: str  # e.g. "payment_succeeded", "channel_closed", "invalid_received"
+    data: dict[str, object]  # JSON-able, addresses as 0x hex, amounts as decimal strings
+
+
+class NodeService(Protocol):
+    """What a running node offers its local user. Every method may raise ``ServiceError``.
+
+    Methods that touch the chain (``open_channel``, ``deposit``, ``close``, ``settle``)
+    return once the transaction is confirmed; ``progress``, when given, is called with
+    short human texts while waiting (the CLI prints them).
+    """
+
+    def status(self) -> NodeStatus: ...
+
+    def tokens(self) -> list[TokenInfo]: ...
+
+    def channels(self, token: Address | None = None) -> list[ChannelInfo]: ...
+
+    def channel(self, token: Address, partner: Address) -> ChannelInfo: ...
+
+    async def open_channel(
+        self, token: Address, partner: Address, deposit: int, settle_window: int | None
+    ) -> ChannelInfo: ...
+
+    async def deposit(
+        self, token: Address, partner: Address, total_deposit: int
+    ) -> ChannelInfo: ...
+
+    async def withdraw(
+        self, token: Address, partner: Address, total_withdraw: int
+    ) -> ChannelInfo: ...
+
+    async def close(self, token: Address, partner: Address, cooperative: bool) -> ChannelInfo: ...
+
+    async def settle(self, token: Address, partner: Address) -> ChannelInfo: ...
+
+    def pay(
+        self,
+        token: Address,
+        target: Address,
+        amount: int,
+        *,
+        max_fee: int | None = None,
+        payment_id: int | None = None,
+        secret: bytes | None = None,
+        secrethash: bytes | None = None,
+        direct: bool = False,
+    ) -> PaymentInfo:
+        """Start a payment and return at once (status PENDING) with its id.
+
+        ``direct``: a direct transfer to a channel partner (no lock, final at once).
+        ``secret``/``secrethash``: supplied by the payer (pay on delivery, swaps); by
+        default the node draws a random secret.
+        """
+        ...
+
+    def payment(self, payment_id: int) -> PaymentInfo: ...
+
+    def payments(
+        self,
+        *,
+        direction: PaymentDirection | None = None,
+        status: PaymentStatus | None = None,
+        token: Address | None = None,
+        partner: Address | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[PaymentInfo]: ...
+
+    async def wait_payment(self, payment_id: int, timeout: float) -> PaymentInfo:
+        """Return the payment once it is terminal; ``ServiceError(TIMEOUT)`` otherwise."""
+        ...
+
+    def pending_transfers(self, token: Address | None = None) -> list[PendingTransfer]: ...
+
+    def events(self, since: int = 0, limit: int = 100) -> list[NodeEvent]: ...
