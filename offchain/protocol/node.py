@@ -172,7 +172,11 @@ def _pay_direct(step: Step, action: ActionPayDirect) -> Rejected | None:
         step.channels[key], message = batch
     step.send(action.partner, message)
     for entry in action.payments:
-        step.effects.append(EventDirectPaymentSent(entry.payment_id, action.partner, entry.amount))
+        step.effects.append(
+            EventDirectPaymentSent(
+                action.token_network, entry.payment_id, action.partner, entry.amount
+            )
+        )
     return None
 
 
@@ -297,11 +301,15 @@ def _apply(
     step.channels[(network, sender)] = updated
     match message:
         case DirectTransfer():
-            step.effects.append(EventPaymentReceived(message.payment_id, sender, message.amount))
+            step.effects.append(
+                EventPaymentReceived(network, message.payment_id, sender, message.amount)
+            )
         case TransferBatch():
             # One proof, several payments: each is received as if it had come alone.
             for entry in message.payments:
-                step.effects.append(EventPaymentReceived(entry.payment_id, sender, entry.amount))
+                step.effects.append(
+                    EventPaymentReceived(network, entry.payment_id, sender, entry.amount)
+                )
         case LockedTransfer():
             if message.target == step.address:
                 target.on_lock(step, sender, message)

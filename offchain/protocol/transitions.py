@@ -338,6 +338,7 @@ class EventPaymentFailed:
 class EventDirectPaymentSent:
     """A direct payment left in a signed balance proof: the partner is paid."""
 
+    token_network: Address
     payment_id: PaymentId
     partner: Address
     amount: TokenAmount
@@ -347,6 +348,7 @@ class EventDirectPaymentSent:
 class EventPaymentReceived:
     """As target: the payer unlocked `amount` for `payment_id` (it is ours off chain)."""
 
+    token_network: Address
     payment_id: PaymentId
     payer: Address
     amount: TokenAmount
