@@ -157,6 +157,10 @@ def new_secret() -> tuple[Secret, SecretHash]:
     return secret, SecretHash(sha256(secret).digest())
 
 
+def status_of(runtime: NodeRuntime, payment_id: int) -> str:
+    return str(runtime.store.payments("payment_id = ?", (payment_id,))[0]["status"])
+
+
 def balance(peer: Peer, partner: Peer) -> int:
     assert peer.runtime is not None and partner.runtime is not None
     channel = peer.runtime.state.channels[(TOKEN_NETWORK, partner.runtime.address)]
@@ -213,5 +217,4 @@ async def test_restart__the_state_and_unfinished_messages_survive(line: list[Pee
     assert b.runtime is not None
     assert b.runtime.state.channels == before.channels
     await c.start()
-    await until(lambda: a.runtime is not None
-                and a.runtime.store.payments("payment_id = 9")[0]["status"] == "succeeded")  # fmt: skip
+    await until(lambda: a.runtime is not None and status_of(a.runtime, 9) == "succeeded")
