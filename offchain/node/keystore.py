@@ -85,7 +85,7 @@ DEFAULT_KEYSTORE: Final = Path("~/.smartmesh/keystore")
 
 _ADDRESS_RE: Final = re.compile(r"0x[0-9a-fA-F]{40}")
 _HEX_KEY_RE: Final = re.compile(r"(0[xX])?[0-9a-fA-F]{64}")
-_HEXISH_RE: Final = re.compile(r"(0[xX])?[0-9a-fA-F]+")
+_KEYISH_RE: Final = re.compile(r"0[xX]\w*|[0-9a-fA-F]+|\w{60,}")
 
 
 class SecretKey(bytes):
@@ -431,14 +431,15 @@ def _key_from_source(source: str | bytes | Path, password: str) -> SecretKey:
         text = source.strip()
         if _HEX_KEY_RE.fullmatch(text):
             return parse_private_key(text)
-        if _HEXISH_RE.fullmatch(text) and not Path(text).exists():
+        if not Path(text).expanduser().exists() and _KEYISH_RE.fullmatch(text):
+            # Meant as a key (with a typo?): say so without repeating it, as a path would.
             raise InvalidKey("private key: expected 64 hex digits")
         source = Path(text)
     path = source.expanduser()
     data = _read_small(path, "key file")
     if data.lstrip().startswith(b"{"):
-        address, keyfile = _parse_keyfile(data, path)
-        return _decrypt(keyfile, password, address, path)
+        named, keyfile = _parse_keyfile_any(data, path)
+        return _decrypt(keyfile, password, named, path)
     try:
         text = data.decode("ascii")
     except UnicodeDecodeError:
@@ -543,6 +544,15 @@ def _read_small(path: Path, what: str) -> bytes:
 def _parse_keyfile(data: bytes, path: Path) -> tuple[bytes, dict[str, Any]]:
     """(address, the JSON with lower-case keys) of a keystore v3 file, or
     ``MalformedKeystore`` naming the first thing wrong."""
+    address, keyfile = _parse_keyfile_any(data, path)
+    if address is None:
+        raise MalformedKeystore(f"{path}: not a keystore v3 file: no address")
+    return address, keyfile
+
+
+def _parse_keyfile_any(data: bytes, path: Path) -> tuple[bytes | None, dict[str, Any]]:
+    """``_parse_keyfile`` for a file that may leave out its address (the Web3 Secret
+    Storage test vectors do; the key then says whose it is)."""
 
     def bad(reason: str) -> MalformedKeystore:
         return MalformedKeystore(f"{path}: not a keystore v3 file: {reason}")
@@ -557,12 +567,13 @@ def _parse_keyfile(data: bytes, path: Path) -> tuple[bytes, dict[str, Any]]:
     version = keyfile.get("version")
     if version != 3 or isinstance(version, bool):
         raise bad(f"version {version!r}, expected 3")
-    address_text = keyfile.get("address")
-    if not isinstance(address_text, str):
-        raise bad("no address")
-    address_text = address_text.lower().removeprefix("0x")
-    if not re.fullmatch(r"[0-9a-f]{40}", address_text):
-        raise bad("the address is not 40 hex digits")
+    address: bytes | None = None
+    if "address" in keyfile:
+        text = keyfile["address"]
+        text = text.lower().removeprefix("0x") if isinstance(text, str) else ""
+        if not re.fullmatch(r"[0-9a-f]{40}", text):
+            raise bad("the address is not 40 hex digits")
+        address = bytes.fromhex(text)
     crypto = keyfile.get("crypto")
     if not isinstance(crypto, dict):
         raise bad("no crypto section")
@@ -601,7 +612,7 @@ def _parse_keyfile(data: bytes, path: Path) -> tuple[bytes, dict[str, Any]]:
             raise bad(f"pbkdf2 rounds {rounds!r} not within 1..{MAX_PBKDF2_ROUNDS}")
     else:
         raise bad(f"kdf {kdf!r}, expected 'scrypt' or 'pbkdf2'")
-    return bytes.fromhex(address_text), keyfile
+    return address, keyfile
 
 
 def _lower_keys(value: dict[str, Any]) -> dict[str, Any]:
@@ -625,18 +636,19 @@ def _hex_length(value: object) -> int | None:
     return len(text) // 2
 
 
-def _decrypt(keyfile: dict[str, Any], password: str, address: bytes, path: Path) -> SecretKey:
+def _decrypt(
+    keyfile: dict[str, Any], password: str, address: bytes | None, path: Path
+) -> SecretKey:
     from eth_account import Account as EthAccount  # noqa: PLC0415 -- 0.4 s, only when used
 
     if not isinstance(password, str):
         raise PasswordError("a password is text")
+    label = "" if address is None else f" {checksum_address(address)}"
     try:
         raw = bytes(EthAccount.decrypt(keyfile, password))
     except ValueError as exc:
         if "MAC mismatch" in str(exc):
-            raise WrongPassword(
-                f"wrong password for keystore {checksum_address(address)} ({path})"
-            ) from None
+            raise WrongPassword(f"wrong password for keystore{label} ({path})") from None
         raise MalformedKeystore(f"{path}: cannot be decrypted: {exc}") from None
     except (KeyError, TypeError, AssertionError) as exc:
         raise MalformedKeystore(f"{path}: cannot be decrypted: {exc!r}") from None
@@ -644,10 +656,10 @@ def _decrypt(keyfile: dict[str, Any], password: str, address: bytes, path: Path)
         key = _checked_key(raw, str(path))
     except InvalidKey as exc:
         raise MalformedKeystore(str(exc)) from None
-    if address_from_private_key(key) != address:
+    holder = address_from_private_key(key)
+    if address is not None and holder != address:
         raise MalformedKeystore(
-            f"{path}: holds the key of {checksum_address(address_from_private_key(key))}, "
-            f"not of {checksum_address(address)} it names"
+            f"{path}: holds the key of {checksum_address(holder)}, not of{label} it names"
         )
     return key
 
