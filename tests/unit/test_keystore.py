@@ -574,10 +574,8 @@ def test_cli_import_from_stdin(
 def test_cli_refuses_a_key_on_the_command_line(
     tmp_path: Path, password_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status, out, err = run(
-        capsys, "account", "import", KEY.hex(), "--keystore", tmp_path / "ks",
-        "--password-file", password_file,
-    )  # fmt: skip
+    where = ("--keystore", tmp_path / "ks", "--password-file", password_file)
+    status, out, err = run(capsys, "account", "import", KEY.hex(), *where)
     assert (status, out) == (1, "")
     assert "shell history" in err and KEY.hex() not in err
     assert not (tmp_path / "ks").exists()
