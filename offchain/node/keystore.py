@@ -4,7 +4,7 @@ Belongs here: creating, importing, listing and opening encrypted key files in a 
 directory; finding the password (a file, ``SMARTMESH_PASSWORD``, or a prompt on a
 terminal); the address helpers the keystore's edge needs (EIP-55 checksums).
 
-Format and choices (docs/operator.md, "Keys of a payment node"):
+Format and choices (docs/operator.md §12, "Keys"):
 
 - A key file is the Web3 Secret Storage JSON, version 3 (``aes-128-ctr``, a keccak256 MAC,
   ``scrypt`` or ``pbkdf2`` with ``hmac-sha256``), so geth, ape and any wallet open ours and
