@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -81,6 +82,15 @@ def _cmd_account_import(args: argparse.Namespace) -> int:
     source_password = None
     if args.keyfile_password_file is not None:
         source_password = keystore.read_password(args.keyfile_password_file)
+    elif (
+        isinstance(source, Path)
+        and keystore.looks_like_keyfile(source)
+        and args.password_file is None
+        and keystore.PASSWORD_ENV not in os.environ
+        and sys.stdin.isatty()
+    ):
+        # At a terminal, ask for the file's own password; elsewhere it is the new one.
+        source_password = getpass.getpass(f"Password of {source}: ")
     password = keystore.read_password(
         args.password_file, confirm=True, purpose="Password for the imported key"
     )

@@ -168,6 +168,16 @@ def looks_like_private_key(text: str) -> bool:
     return bool(_HEX_KEY_RE.fullmatch(text.strip()))
 
 
+def looks_like_keyfile(path: Path) -> bool:
+    """A readable file that starts like a JSON object (so it is opened as a keystore file,
+    not read as a key in hex)."""
+    try:
+        with Path(path).expanduser().open("rb") as handle:
+            return handle.read(64).lstrip().startswith(b"{")
+    except OSError:
+        return False
+
+
 def parse_private_key(text: str, where: str = "private key") -> SecretKey:
     """A key from 64 hex digits (``0x`` allowed, surrounding blanks ignored).
 
@@ -437,7 +447,7 @@ def _key_from_source(source: str | bytes | Path, password: str) -> SecretKey:
         source = Path(text)
     path = source.expanduser()
     data = _read_small(path, "key file")
-    if data.lstrip().startswith(b"{"):
+    if data.lstrip().startswith(b"{"):  # as looks_like_keyfile
         named, keyfile = _parse_keyfile_any(data, path)
         return _decrypt(keyfile, password, named, path)
     try:
