@@ -538,6 +538,29 @@ def load_key(
     return decrypt_keyfile(account.path, password)
 
 
+def unlock(
+    directory: Path | str,
+    which: str | bytes | Path | None,
+    password_file: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    prompt: Callable[[str], str] | None = None,
+    interactive: bool | None = None,
+) -> tuple[Account, SecretKey]:
+    """What a node does at start: find the account (``find_account``; before any prompt,
+    so a wrong ``--account`` fails at once), get its password (``read_password``, the
+    prompt naming the account), and open its file."""
+    account = find_account(directory, which)
+    password = read_password(
+        password_file,
+        environ=environ,
+        prompt=prompt,
+        interactive=interactive,
+        purpose=f"Password of {account.checksum}",
+    )
+    return account, decrypt_keyfile(account.path, password)
+
+
 def _read_small(path: Path, what: str) -> bytes:
     try:
         if path.stat().st_size > MAX_KEYFILE_BYTES:

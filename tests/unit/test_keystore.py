@@ -450,6 +450,25 @@ def test_password_mistakes(tmp_path: Path) -> None:
         assert keystore.read_password(shared) == "pw"
 
 
+def test_unlock_finds_the_account_before_asking(tmp_path: Path) -> None:
+    account = keystore.new_account(tmp_path, PASSWORD, light=True)
+    asked: list[str] = []
+
+    def prompt(text: str) -> str:
+        asked.append(text)
+        return PASSWORD
+
+    found, key = keystore.unlock(tmp_path, None, environ={}, prompt=prompt, interactive=True)
+    assert found == account and address_from_private_key(key) == account.address
+    assert asked == [f"Password of {account.checksum}: "]
+    with pytest.raises(AccountNotFound):
+        keystore.unlock(tmp_path, VECTOR_ADDRESS, environ={}, prompt=prompt, interactive=True)
+    assert len(asked) == 1  # no password asked for an account that is not there
+    env = {keystore.PASSWORD_ENV: "wrong"}
+    with pytest.raises(WrongPassword):
+        keystore.unlock(tmp_path, account.address, environ=env)
+
+
 def test_parse_address() -> None:
     raw = bytes.fromhex(VECTOR_ADDRESS[2:])
     assert keystore.parse_address(VECTOR_ADDRESS) == raw
