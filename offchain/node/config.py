@@ -657,11 +657,12 @@ class NodeConfig:
 
     @property
     def database_path(self) -> Path:
-        return self.data_dir / "node.db"
+        return self.data_dir / "node.sqlite3"
 
     @property
     def lock_path(self) -> Path:
-        return self.data_dir / "node.lock"
+        """The lock file ``Store.open`` takes beside the database."""
+        return self.database_path.with_name(self.database_path.name + ".lock")
 
     @property
     def mesh_snapshot_path(self) -> Path:

@@ -18,6 +18,7 @@ from offchain import cli
 from offchain.node import config as node_config
 from offchain.node.config import SETTINGS, NodeConfig
 from offchain.node.errors import ConfigError, NodeValidationError
+from offchain.node.store import Store
 from offchain.protocol.fees import FeeSchedule
 from offchain.protocol.state import Settings
 
@@ -67,7 +68,7 @@ def test_defaults(home: Path) -> None:
     assert set(sources.values()) == {"default"}
     assert config.data_dir == home / ".smartmesh" / "node"
     assert config.keystore == home / ".smartmesh" / "keystore"
-    assert config.database_path == home / ".smartmesh" / "node" / "node.db"
+    assert config.database_path == home / ".smartmesh" / "node" / "node.sqlite3"
     assert config.lock_path.parent == config.mesh_snapshot_path.parent == config.data_dir
     assert (config.api_host, config.api_port, config.bearer_token()) == ("127.0.0.1", 5001, None)
     assert config.account is None and config.password_file is None
@@ -78,6 +79,15 @@ def test_defaults(home: Path) -> None:
     [udp] = config.udp_settings()
     assert (udp.listen, udp.beacons) == (("0.0.0.0", 7777), [("255.255.255.255", 7777)])
     assert config.tcp_settings() is None
+
+
+def test_the_store_opens_where_the_config_says(tmp_path: Path) -> None:
+    config = load("--data-dir", tmp_path / "node", "--sync", "NORMAL")
+    store = Store.open(config.database_path, synchronous=config.sync)
+    try:
+        assert config.database_path.is_file() and config.lock_path.is_file()
+    finally:
+        store.close()
 
 
 def test_confirmation_policy() -> None:
