@@ -261,12 +261,16 @@ def inputs_for(log: ChainLog, own: Address, directory: ChannelDirectory) -> tupl
         return ()
     partner = record.partner_of(own)
     network = log.token_network
+    # The contract never emits these for a stranger or another generation; a log that
+    # does is not evidence about our channel.
     match log:
-        case DepositLog():
+        case DepositLog() if record.has(log.participant):
             return (ChainDeposit(now, network, partner, log.participant, log.total_deposit),)
-        case WithdrawLog():
+        case WithdrawLog() if record.has(log.participant):
             return (ChainWithdraw(now, network, partner, log.participant, log.total_withdraw),)
-        case ChannelClosedLog():
+        case ChannelClosedLog() if record.has(log.closing_participant):
             return (ChainChannelClosed(now, network, partner, log.closing_participant),)
-        case ChannelSettledLog() | CoopSettledLog():
+        case ChannelSettledLog() | CoopSettledLog() if log.generation == record.generation:
             return (ChainChannelSettled(now, network, partner),)
+        case _:
+            return ()
