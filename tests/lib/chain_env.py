@@ -14,8 +14,8 @@ Does not belong here: the code under test's own calls (tests go through
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,8 @@ from web3.contract import Contract
 from offchain.chain import schema
 from offchain.chain.artifacts import load_artifact
 from offchain.chain.manifest import Deployment, load_deployment
-from offchain.protocol.crypto import address_from_private_key
+from offchain.chain.rpc import Endpoint, connect
+from offchain.protocol.crypto import address_from_private_key, keccak256
 from offchain.protocol.types import Address
 from scripts.anvil import DEV_PRIVATE_KEYS, Anvil, rpc
 from scripts.deployer import TEST_TOKEN, DeployResult, Receipt, Web3Sender, deploy
@@ -52,6 +53,13 @@ class Party:
 
 def party(index: int) -> Party:
     key = bytes.fromhex(DEV_PRIVATE_KEYS[index][2:])
+    return Party(key, address_from_private_key(key))
+
+
+def make_party(seed: str) -> Party:
+    """A party of its own for one test (a key derived from ``seed``); fund it with ether
+    through ``ChainEnv.give_ether``."""
+    key = keccak256(seed.encode())
     return Party(key, address_from_private_key(key))
 
 
@@ -99,6 +107,18 @@ class ChainEnv:
     def now(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"])
 
+    def give_ether(self, *parties: Party, amount: int = 100 * ONE) -> None:
+        for who in parties:
+            self.rpc("anvil_setBalance", who.address, hex(amount))
+
+    def parties(self, *seeds: str, tokens: int = 1000 * ONE) -> list[Party]:
+        """Fresh parties with ether, test tokens and the token network approved."""
+        made = [make_party(seed) for seed in seeds]
+        self.give_ether(*made)
+        for who in made:
+            self.fund(who, tokens)
+        return made
+
     def fund(self, who: Party, amount: int = 1000 * ONE, network: Address | None = None) -> None:
         """Mint test tokens to ``who`` and approve the token network for all of them."""
         token = self.contract("test_token", self.token)
@@ -119,6 +139,16 @@ def chain_env(directory: Path) -> Iterator[ChainEnv]:
         manifest = directory / "31337.json"
         result = deploy(w3, Web3Sender(w3, DEV_PRIVATE_KEYS[0]), path=manifest, log=lambda _: None)
         yield ChainEnv(node, w3, result, manifest, load_deployment(manifest))
+
+
+@asynccontextmanager
+async def endpoint(url: str, timeout: float = 5.0) -> AsyncIterator[Endpoint]:
+    """An ``Endpoint`` on ``url`` for the running event loop, disconnected at the end."""
+    w3 = connect(url, timeout)
+    try:
+        yield Endpoint(w3)
+    finally:
+        await w3.provider.disconnect()
 
 
 def open_db(path: Path) -> sqlite3.Connection:
