@@ -255,17 +255,17 @@ def test_handler_fails__range_delivered_again_directory_unchanged(
     window = int(network.settle_window_min().call())
     env.send(a, network.open_channel_with_deposit(b.address, window, 5 * ONE))
 
-    class Crash(Exception):
+    class HandlerCrashError(Exception):
         pass
 
     async def failing(batch: Batch) -> None:
-        raise Crash
+        raise HandlerCrashError
 
     async def main() -> Collector:
         seen = Collector()
         async with endpoint(env.url) as ep:
             chain = follower(ep, env, a, db, confirmations=0)
-            with pytest.raises(Crash):
+            with pytest.raises(HandlerCrashError):
                 await chain.poll(failing)
             assert chain.status.confirmed_block is None
             assert chain.directory.find(env.network, a.raw, b.raw) is None
