@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 import aiohttp
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import ProviderConnectionError, TimeExhausted, Web3RPCError
-from web3.types import RPCEndpoint
 
 from offchain.chain.errors import ChainUnavailable
 
@@ -93,16 +92,6 @@ class Endpoint:
             raise ChainUnavailable(self.last_error) from exc
         self._answered()
         return result
-
-    async def request(self, method: str, params: list[Any]) -> Any:
-        """A raw JSON-RPC request (methods web3 does not wrap, e.g. ``anvil_*``, or when
-        the raw reply is wanted); ``Web3RPCError`` for an error reply."""
-        response = await self.call(
-            method, self.w3.provider.make_request(RPCEndpoint(method), params)
-        )
-        if "error" in response:
-            raise Web3RPCError(str(response["error"]), rpc_response=response)
-        return response.get("result")
 
     def _answered(self) -> None:
         self.last_answer = self.clock()

@@ -397,12 +397,16 @@ class TxSender:
                 await self._settle(intent, attempt, receipt, head)
                 return
         if intent.nonce < mined_nonce:
+            # None of its attempts can ever be mined now. Not re-signed under a new nonce:
+            # if a receipt was only hidden from us, that would send it twice.
             self.outbox.fail(
                 intent.key,
                 f"dropped: nonce {intent.nonce} was used by another transaction",
                 self.clock(),
                 dropped=True,
             )
+            # Someone else uses this key: count from the chain again.
+            self._nonce = None
             return
         newest = intent.attempts[-1]
         if self.clock() - newest.signed_at >= self.config.replace_after:
