@@ -119,6 +119,28 @@ _GROW_AFTER = 8
 
 
 @dataclass(frozen=True, slots=True)
+class _Place:
+    """Where a raw log says it is, read before decoding (to order and filter logs)."""
+
+    block: int
+    index: int
+    block_hash: bytes
+    address: Address
+
+
+def _place(raw: Mapping[str, Any]) -> _Place | None:
+    try:
+        return _Place(
+            as_int(raw["blockNumber"]),
+            as_int(raw["logIndex"]),
+            as_bytes(raw["blockHash"]),
+            Address(as_bytes(raw["address"])),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class _Header:
     number: int
     hash: bytes
@@ -157,6 +179,7 @@ class ChainFollower:
         self._successes = 0
         self._latest: _Header | None = None
         self._error: str | None = None
+        self._polling = asyncio.Lock()
 
     # --- what the node reads -------------------------------------------------------------
 
@@ -210,7 +233,9 @@ class ChainFollower:
         ``ReorgTooDeep``.
         """
         try:
-            processed = await self._poll(handler)
+            # One poll at a time: two would hand the same range to the node twice.
+            async with self._polling:
+                processed = await self._poll(handler)
         except (ChainUnavailable, ReorgTooDeep) as exc:
             self._error = str(exc)
             raise
@@ -267,24 +292,31 @@ class ChainFollower:
             raws += await self._logs(since, end, [n.token_network for n in new_networks])
         last = await header(end)
 
-        unique = {(as_int(r["blockNumber"]), as_int(r["logIndex"])): r for r in raws}
+        unique: dict[tuple[int, int], tuple[_Place, Mapping[str, Any]]] = {}
+        for raw in raws:
+            place = _place(raw)
+            if place is None:
+                # Not even where it was: the endpoint sent garbage; count it, go on.
+                self.decoder.malformed += 1
+                logger.warning("skipped a log without a valid position: %r", raw)
+                continue
+            unique[(place.block, place.index)] = (place, raw)
         logs: list[ChainLog] = []
         inputs: list[ChainInput] = []
         changed: dict[tuple[Address, bytes], ChannelRecord] = {}
         remembered = {end: last.hash}
-        for position in sorted(unique):
-            raw = unique[position]
-            block = position[0]
+        for key in sorted(unique):
+            place, raw = unique[key]
             timestamp = log_timestamp(raw)
-            if timestamp is None or block == end:
-                found = await header(block)
+            if timestamp is None or place.block == end:
+                found = await header(place.block)
                 timestamp = found.timestamp
                 # Every block of the range is confirmed: a log from another fork than
                 # the headers we read means the chain changed under a confirmed block.
-                if as_bytes(raw["blockHash"]) != found.hash:
-                    raise ReorgTooDeep(block, found.hash, as_bytes(raw["blockHash"]), None)
-            remembered[block] = as_bytes(raw["blockHash"])
-            kind = self._kinds.get(Address(as_bytes(raw["address"])))
+                if place.block_hash != found.hash:
+                    raise ReorgTooDeep(place.block, found.hash, place.block_hash, None)
+            remembered[place.block] = place.block_hash
+            kind = self._kinds.get(place.address)
             if kind is None:
                 continue  # an endpoint that ignores the address filter
             log = self.decoder.decode(raw, kind, timestamp)
@@ -320,11 +352,12 @@ class ChainFollower:
         """Token networks the registry created in these logs that we did not follow yet."""
         found: list[KnownNetwork] = []
         for raw in raws:
-            if Address(as_bytes(raw["address"])) != self.deployment.registry:
+            place = _place(raw)
+            if place is None or place.address != self.deployment.registry:
                 continue
             timestamp = log_timestamp(raw)
             if timestamp is None:
-                timestamp = (await header(as_int(raw["blockNumber"]))).timestamp
+                timestamp = (await header(place.block)).timestamp
             # A throwaway decoder: the main pass counts this log once, later.
             log = LogDecoder().decode(raw, ContractKind.REGISTRY, timestamp)
             if isinstance(log, TokenNetworkCreatedLog) and log.token_network not in self._kinds:

@@ -20,7 +20,13 @@ from web3 import Web3
 
 from offchain.chain.artifacts import load_artifact
 from offchain.chain.errors import ChainIdMismatch, ChainUnavailable, CodeMissing, ReorgTooDeep
-from offchain.chain.events import ChannelOpenedLog, DepositLog, TokenNetworkCreatedLog
+from offchain.chain.events import (
+    ChannelOpenedLog,
+    ContractKind,
+    DepositLog,
+    TokenNetworkCreatedLog,
+    topic0_of,
+)
 from offchain.chain.inputs import ChannelStage
 from offchain.chain.manifest import Deployment, verify_deployment
 from offchain.chain.rpc import Endpoint
@@ -446,3 +452,41 @@ def test_reorg__shallower_than_confirmations_harmless__deeper_raised_never_absor
                     await poll(chain, seen)
 
         asyncio.run(main())
+
+
+def test_garbage_logs_from_the_endpoint__counted_and_skipped_real_ones_delivered(
+    env: ChainEnv, db: sqlite3.Connection
+) -> None:
+    a, b = env.parties("garbage-a", "garbage-b")
+    network = env.contract("token_network", env.network).functions
+    window = int(network.settle_window_min().call())
+    env.send(a, network.open_channel_with_deposit(b.address, window, 5 * ONE))
+    first = env.w3.eth.get_block(env.deployment.start_block)
+    where = {
+        "blockNumber": hex(first["number"]),
+        "blockHash": first["hash"].to_0x_hex(),
+        "blockTimestamp": hex(first["timestamp"]),
+        "transactionHash": "0x" + "00" * 32,
+        "logIndex": "0x63",
+        "address": Web3.to_checksum_address(env.network),
+        "data": "0x",
+        "removed": False,
+    }
+    opened_topic = "0x" + topic0_of(ContractKind.TOKEN_NETWORK, "ChannelOpened").hex()
+    garbage = [
+        {**where, "topics": ["0x" + "ab" * 32]},  # unknown event
+        {**where, "logIndex": "0x64", "topics": [opened_topic]},  # indexed topics missing
+        {**where, "logIndex": "0x65", "blockNumber": None, "topics": [opened_topic]},
+    ]
+
+    async def main() -> tuple[Collector, ChainFollower]:
+        seen = Collector()
+        async with RpcProxy(env.url) as proxy, endpoint(proxy.url) as ep:
+            proxy.injected_logs = garbage
+            chain = follower(ep, env, a, db, confirmations=0, max_range=10_000)
+            await chain.poll(seen)
+        return seen, chain
+
+    seen, chain = asyncio.run(main())
+    assert (chain.decoder.unknown, chain.decoder.malformed) == (1, 2)
+    assert [type(i) for i in seen.channel_inputs] == [ChainChannelOpened, ChainDeposit]

@@ -1,13 +1,14 @@
 """A JSON-RPC relay on loopback between a client under test and a real anvil.
 
 Belongs here: ``RpcProxy``, an aiohttp server that forwards every request to the upstream
-node unchanged and can play the endpoint's part in failures that anvil itself does not
-show: refuse ``eth_getLogs`` over more than N blocks (as public providers do, with their
-error code -32005), or go away (the listening socket closes, connections are refused)
-and come back on the same port. It counts requests per method, so tests can tell how
-a client used the endpoint. It runs in the test's event loop.
+node and can play the endpoint's part in failures that anvil itself does not show:
+refuse ``eth_getLogs`` over more than N blocks (as public providers do, with their error
+code -32005), add logs of its own to a reply (garbage a broken node may send), or go away
+(the listening socket closes, connections are refused) and come back on the same port.
+It counts requests per method, so tests can tell how a client used the endpoint. It runs
+in the test's event loop.
 
-Does not belong here: any fake chain behaviour; answers always come from the real node.
+Does not belong here: any fake chain behaviour; real answers always come from the node.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class RpcProxy:
         self.calls: Counter[str] = Counter()
         self.log_ranges: list[tuple[int, int]] = []
         self.max_log_range: int | None = None
+        self.injected_logs: list[dict[str, Any]] = []
+        """Logs added to the next eth_getLogs reply (a lying or buggy endpoint)."""
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -87,4 +90,10 @@ class RpcProxy:
         async with self._session.post(
             self.upstream, data=body, headers={"Content-Type": "application/json"}
         ) as upstream:
-            return web.Response(body=await upstream.read(), content_type="application/json")
+            reply_body = await upstream.read()
+        if method == "eth_getLogs" and self.injected_logs:
+            reply = json.loads(reply_body)
+            reply["result"] = [*reply["result"], *self.injected_logs]
+            self.injected_logs = []
+            return web.json_response(reply)
+        return web.Response(body=reply_body, content_type="application/json")
