@@ -112,7 +112,8 @@ def revert_reason(exc: ContractLogicError) -> str:
     if raw is not None and raw[:4] == _PANIC_SELECTOR and len(raw) == 36:
         return f"panic 0x{int.from_bytes(raw[4:], 'big'):02x}"
     message = exc.message or str(exc)
-    return message.removeprefix("execution reverted: ").removeprefix("execution reverted")
+    reason = message.removeprefix("execution reverted: ").removeprefix("execution reverted")
+    return reason or "reverted without a reason"
 
 
 def _is_revert(exc: Web3RPCError) -> bool:
