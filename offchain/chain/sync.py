@@ -1,21 +1,22 @@
 """Following the chain: confirmed logs of our contracts, in order, handed to the node once.
 
-Belongs here: ``ChainFollower``. Each poll reads the head, and processes every block at
-least ``confirmations`` deep that it has not processed yet, in ranges of up to
-``max_range`` blocks (one ``eth_getLogs`` per range, for the addresses of the registry,
-the secret registry and every token network, those the registry creates later included;
-a range the endpoint refuses is split in halves, and later ranges stay smaller for a
-while). For each range it decodes the logs, updates the channel directory, maps them to
-the core's inputs for our address, hands the result (``Batch``) to the node's handler,
-and only then moves its persisted cursor (block number and hash) and stores the
-directory's changes, in one transaction. A crash between the handler and that commit
-replays the range: delivery is at least once, and the core's ``Chain*`` inputs are
-idempotent (totals, generations, phases that only move on).
+Belongs here: ``ChainFollower``. Each poll reads the head, and processes every block
+that has ``confirmations`` blocks (itself included, as for receipts) and that it has not
+processed yet, in ranges of up to ``max_range`` blocks (one ``eth_getLogs`` per range,
+for the addresses of the registry, the secret registry and every token network, those
+the registry creates later included; a range the endpoint refuses is split in halves,
+and later ranges stay smaller for a while). For each range it decodes the logs, updates
+the channel directory, maps them to the core's inputs for our address, hands the result
+(``Batch``) to the node's handler, and only then moves its persisted cursor (block
+number and hash) and stores the directory's changes, in one transaction. A crash between
+the handler and that commit replays the range: delivery is at least once, and the core's
+``Chain*`` inputs are idempotent (totals, generations, phases that only move on).
 
-Reorgs: blocks shallower than ``confirmations`` are never processed, so a reorg that
-shallow cannot touch us. A deeper one is detected when the cursor's block, or the parent
-of the next range, no longer has the hash we processed: ``ReorgTooDeep``, with the
-common ancestor found among the remembered block hashes. It is raised, never absorbed.
+Reorgs: a block is processed only once ``confirmations - 1`` blocks are on top of it, so
+a reorg shallower than ``confirmations`` cannot touch us. A deeper one is detected when
+the cursor's block, or the parent of the next range, no longer has the hash we
+processed: ``ReorgTooDeep``, with the common ancestor found among the remembered block
+hashes (range ends and blocks with logs). It is raised, never absorbed.
 
 Liveness: ``status`` gives the newest block seen, its timestamp, the cursor, whether the
 endpoint answers and when it last did. ``run`` polls forever; a dead endpoint
@@ -60,7 +61,8 @@ logger = logging.getLogger(__name__)
 class FollowerConfig:
     """How the follower reads the chain.
 
-    ``confirmations``: blocks that must be on top of a block before it is processed.
+    ``confirmations``: blocks a block needs, itself included, before it is processed
+    (1: as soon as it is the head), as the node's ``confirmations`` setting counts them.
     ``max_range``: blocks per ``eth_getLogs`` at most. ``keep_blocks``: processed block
     hashes remembered, to find a reorg's common ancestor. ``poll_interval``: seconds
     between polls once caught up; ``retry_min`` / ``retry_max``: the backoff while the
@@ -68,15 +70,15 @@ class FollowerConfig:
     """
 
     confirmations: int = 5
-    max_range: int = 2_000
+    max_range: int = 1_000
     keep_blocks: int = 256
-    poll_interval: float = 5.0
+    poll_interval: float = 2.0
     retry_min: float = 1.0
     retry_max: float = 60.0
 
     def __post_init__(self) -> None:
-        if self.confirmations < 0 or self.max_range < 1 or self.keep_blocks < 1:
-            raise ValueError("confirmations >= 0, max_range >= 1 and keep_blocks >= 1")
+        if self.confirmations < 1 or self.max_range < 1 or self.keep_blocks < 1:
+            raise ValueError("confirmations, max_range and keep_blocks must be >= 1")
         if not 0 < self.retry_min <= self.retry_max or self.poll_interval <= 0:
             raise ValueError("poll_interval > 0 and 0 < retry_min <= retry_max")
 
@@ -204,7 +206,7 @@ class ChainFollower:
             confirmed_block=cursor.block if cursor else None,
             last_answer=self.endpoint.last_answer,
             reachable=self.endpoint.reachable,
-            synced=latest is not None and done >= latest.number - self.config.confirmations,
+            synced=latest is not None and done >= self._target(latest.number),
             error=self._error,
         )
 
@@ -247,7 +249,7 @@ class ChainFollower:
         if head is None:
             raise ChainUnavailable("the endpoint has no latest block")
         self._latest = head
-        target = head.number - self.config.confirmations
+        target = self._target(head.number)
         cursor = self.store.cursor()
         if cursor is not None:
             if cursor.block > head.number:
@@ -268,6 +270,10 @@ class ChainFollower:
             processed += end - start + 1
             start = end + 1
         return processed
+
+    def _target(self, head: int) -> int:
+        """The newest block with enough confirmations when ``head`` is the newest block."""
+        return head - self.config.confirmations + 1
 
     async def _process(
         self, start: int, end: int, parent: Cursor | None, handler: Handler

@@ -116,7 +116,7 @@ def test_lifecycle__inputs_for_our_channel_and_every_secret__others_only_in_the_
     async def main() -> tuple[Collector, ChainFollower]:
         seen = Collector()
         async with endpoint(env.url) as ep:
-            chain = follower(ep, env, a, db, confirmations=1)
+            chain = follower(ep, env, a, db, confirmations=2)
             assert await chain.poll(seen) > 0
             assert chain.status.synced and chain.status.reachable
         return seen, chain
@@ -161,7 +161,7 @@ def test_catch_up__hundreds_of_blocks__one_get_logs_per_range(
     async def main() -> tuple[Collector, ChainFollower, RpcProxy, int]:
         seen = Collector()
         async with RpcProxy(env.url) as proxy, endpoint(proxy.url) as ep:
-            chain = follower(ep, env, a, db, confirmations=3, max_range=100)
+            chain = follower(ep, env, a, db, confirmations=4, max_range=100)
             processed = await chain.poll(seen)
         return seen, chain, proxy, processed
 
@@ -190,7 +190,7 @@ def test_refused_ranges__halved_until_accepted__nothing_missed(
         seen = Collector()
         async with RpcProxy(env.url) as proxy, endpoint(proxy.url) as ep:
             proxy.max_log_range = 30
-            chain = follower(ep, env, a, db, confirmations=0, max_range=200)
+            chain = follower(ep, env, a, db, confirmations=1, max_range=200)
             await chain.poll(seen)
         return seen, chain, proxy
 
@@ -211,7 +211,7 @@ def test_endpoint_refuses_even_one_block__unavailable(
     async def main() -> None:
         async with RpcProxy(env.url) as proxy, endpoint(proxy.url) as ep:
             proxy.max_log_range = 0
-            chain = follower(ep, env, party(1), db, confirmations=0, max_range=4)
+            chain = follower(ep, env, party(1), db, confirmations=1, max_range=4)
             with pytest.raises(ChainUnavailable, match="refuses eth_getLogs"):
                 await chain.poll(Collector())
             assert chain.status.error is not None
@@ -232,7 +232,7 @@ def test_restart__resumes_at_the_cursor__no_batch_delivered_twice(
         seen = Collector()
         conn = open_db(path)
         async with endpoint(env.url) as ep:
-            chain = follower(ep, env, a, conn, confirmations=0)
+            chain = follower(ep, env, a, conn, confirmations=1)
             await chain.poll(seen)
             records = sorted(chain.directory, key=lambda r: (r.token_network, r.channel_id))
         conn.close()
@@ -270,7 +270,7 @@ def test_handler_fails__range_delivered_again_directory_unchanged(
     async def main() -> Collector:
         seen = Collector()
         async with endpoint(env.url) as ep:
-            chain = follower(ep, env, a, db, confirmations=0)
+            chain = follower(ep, env, a, db, confirmations=1)
             with pytest.raises(HandlerCrashError):
                 await chain.poll(failing)
             assert chain.status.confirmed_block is None
@@ -295,7 +295,7 @@ def test_endpoint_dies_mid_sync__unavailable__resumes_when_back(
     async def main() -> Collector:
         seen = Collector()
         async with RpcProxy(env.url) as proxy, endpoint(proxy.url, timeout=2) as ep:
-            chain = follower(ep, env, a, db, confirmations=0, max_range=20)
+            chain = follower(ep, env, a, db, confirmations=1, max_range=20)
 
             async def handler(batch: Batch) -> None:
                 await seen(batch)
@@ -368,7 +368,7 @@ def test_token_network_created_later__followed_in_the_same_range(
     async def main(conn: sqlite3.Connection) -> tuple[Collector, ChainFollower]:
         seen = Collector()
         async with endpoint(env.url) as ep:
-            chain = follower(ep, env, a, conn, confirmations=0, max_range=10_000)
+            chain = follower(ep, env, a, conn, confirmations=1, max_range=10_000)
             await chain.poll(seen)
         return seen, chain
 
@@ -432,7 +432,7 @@ def test_reorg__shallower_than_confirmations_harmless__deeper_raised_never_absor
         async def main() -> None:
             seen = Collector()
             async with endpoint(env.url) as ep:
-                chain = follower(ep, env, a, conn, confirmations=3)
+                chain = follower(ep, env, a, conn, confirmations=4)
                 await poll(chain, seen)
                 cursor = chain.status.confirmed_block
                 assert cursor == env.head() - 3
@@ -483,7 +483,7 @@ def test_garbage_logs_from_the_endpoint__counted_and_skipped_real_ones_delivered
         seen = Collector()
         async with RpcProxy(env.url) as proxy, endpoint(proxy.url) as ep:
             proxy.injected_logs = garbage
-            chain = follower(ep, env, a, db, confirmations=0, max_range=10_000)
+            chain = follower(ep, env, a, db, confirmations=1, max_range=10_000)
             await chain.poll(seen)
         return seen, chain
 

@@ -149,7 +149,7 @@ def test_approve_then_open_with_deposit__dependency_waits_follower_sees_it(
                 env.deployment,
                 a.raw,
                 tx_a.outbox.conn,
-                FollowerConfig(confirmations=0),
+                FollowerConfig(confirmations=1),
             )
             await follower.poll(handler)
             return seen
@@ -276,7 +276,7 @@ def test_close_update_register_settle_unlock__core_proofs_accepted_paid_as_predi
             async def handler(batch: Batch) -> None:
                 inputs.extend(batch.inputs)
 
-            config = FollowerConfig(confirmations=0)
+            config = FollowerConfig(confirmations=1)
             follower = ChainFollower(tx_a.endpoint, env.deployment, a.raw, tx_a.outbox.conn, config)
             await follower.poll(handler)
             settled = [i for i in inputs if isinstance(i, ChainChannelSettled)]
