@@ -548,13 +548,11 @@ def _settled(step: Step, event: ChainChannelSettled) -> None:
     if channel is None or channel.phase is ChannelPhase.SETTLED:
         return
     step.channels[key] = frozen.replace(channel, phase=ChannelPhase.SETTLED)
-    claimable = tuple(
-        lock
-        for lock in channel.partner.locks
-        if step.registered_in_time(lock.secrethash, lock.expiration)
-    )
-    if claimable:
-        step.effects.append(ContractSendUnlock(event.token_network, event.partner, claimable))
+    locks = channel.partner.locks
+    if any(step.registered_in_time(lock.secrethash, lock.expiration) for lock in locks):
+        # The contract finds what settle kept back by hashing ALL the pending locks (the
+        # locksroot), then pays the registered ones and returns the rest: send them all.
+        step.effects.append(ContractSendUnlock(event.token_network, event.partner, locks))
 
 
 def _registered(step: Step, event: ChainSecretRegistered) -> None:

@@ -265,7 +265,10 @@ class ContractSendUpdate:
 
 @dataclass(frozen=True, slots=True)
 class ContractSendUnlock:
-    """After settle: claim the partner's `locks` whose secrets were registered in time."""
+    """After settle: claim the partner's locks whose secrets were registered in time.
+
+    `locks` are ALL the partner's pending locks, in order (the contract needs every one
+    to rebuild the locksroot); it pays the registered ones and returns the others."""
 
     token_network: Address
     partner: Address
