@@ -202,6 +202,22 @@ def _add_config_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     show.set_defaults(handler=_cmd_config_show)
 
 
+def _cmd_node(args: argparse.Namespace) -> int:
+    from offchain.node import main as node_main  # noqa: PLC0415 -- heavy: web3, aiohttp
+
+    return node_main.run(args, node_config.load(args))
+
+
+def _add_node_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    node = commands.add_parser(
+        "node",
+        help="run a payment node (channels, payments, mediation; HTTP API)",
+        description="Run a SmartMesh payment node (docs/operator.md).",
+    )
+    node_config.add_arguments(node)
+    node.set_defaults(handler=_cmd_node)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smartmesh", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"smartmesh {_version()}")
@@ -219,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     relay.set_defaults(handler=lambda args: relay_cli.run(args, relay))
     _add_account_commands(commands)
     _add_config_commands(commands)
+    _add_node_command(commands)
     return parser
 
 

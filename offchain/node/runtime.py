@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -117,6 +118,10 @@ class NodeRuntime:
         self._payment_waiters: dict[int, list[asyncio.Future[Effect]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
+        self.crash_after_commits: int | None = None
+        """Failpoint for crash tests: exit like ``kill -9`` right after this many commits,
+        before their effects run (``main`` sets it from ``SMARTMESH_FAILPOINT``)."""
+        self._commits = 0
         self.stats = {"inputs": 0, "batches": 0, "ticks_skipped": 0, "core_errors": 0}
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -241,18 +246,27 @@ class NodeRuntime:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
+    def payment_future(self, payment_id: int) -> asyncio.Future[Effect]:
+        """A future of the terminal event of a payment we make (succeeded, failed or
+        direct-sent), registered now: check the store first, then await this, and no
+        event can slip in between."""
+        future: asyncio.Future[Effect] = asyncio.get_running_loop().create_future()
+        waiters = self._payment_waiters.setdefault(payment_id, [])
+        waiters.append(future)
+
+        def forget(done: asyncio.Future[Effect]) -> None:
+            left = self._payment_waiters.get(payment_id)
+            if left is not None and done in left:
+                left.remove(done)
+                if not left:
+                    del self._payment_waiters[payment_id]
+
+        future.add_done_callback(forget)
+        return future
+
     async def wait_payment(self, payment_id: int) -> Effect:
         """The terminal event of a payment we make (succeeded, failed or direct-sent)."""
-        future: asyncio.Future[Effect] = asyncio.get_running_loop().create_future()
-        self._payment_waiters.setdefault(payment_id, []).append(future)
-        try:
-            return await future
-        finally:
-            waiters = self._payment_waiters.get(payment_id)
-            if waiters is not None and future in waiters:
-                waiters.remove(future)
-                if not waiters:
-                    del self._payment_waiters[payment_id]
+        return await self.payment_future(payment_id)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -315,6 +329,10 @@ class NodeRuntime:
             if self.store.inputs_since_snapshot() >= self.snapshot_every:
                 self.store.snapshot(state)
         self.state = state
+        self._commits += 1
+        if self.crash_after_commits is not None and self._commits >= self.crash_after_commits:
+            log.error("failpoint after_commit:%d reached: exiting now", self._commits)
+            os._exit(137)
         self.stats["inputs"] += len(results)
         self.stats["batches"] += 1
         for item, seq, effects in results:

@@ -14,8 +14,8 @@ of inputs (group commit):
   snapshots: a graph can be large and changes far less often than payments happen.
 
 The schema is versioned (``PRAGMA user_version``) and upgraded in place by ``MIGRATIONS``;
-a database newer than the code is refused, never altered. Other components (the chain
-layer's outbox and cursor) register their tables in a migration here.
+a database newer than the code is refused, never altered. The chain layer's tables
+(its cursor, channel directory and outbox) are a migration here too: one database.
 
 A lock file (``fcntl.flock``) stops a second process from opening the same database: two
 runtimes signing from one state would sign two different proofs with one nonce.
@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from offchain.chain import schema as chain_schema
 from offchain.node import encoding
 from offchain.node.errors import StoreError, StoreLockedError
 from offchain.protocol import codec
@@ -108,17 +109,10 @@ _V1: Final = (
         kind TEXT NOT NULL, data TEXT NOT NULL)""",
 )
 
-MIGRATIONS: list[tuple[int, Sequence[str]]] = [(1, _V1)]
+MIGRATIONS: list[tuple[int, Sequence[str]]] = [(1, _V1), (2, chain_schema.SCHEMA)]
 """(version, statements): each brings the schema from version - 1 to version. Append
-only; never edit a released one. Other modules append theirs with ``register_tables``."""
-
-
-def register_tables(version: int, statements: Sequence[str]) -> None:
-    """Add a migration (used by the chain layer for its outbox and cursor)."""
-    if any(known == version for known, _ in MIGRATIONS):
-        raise ValueError(f"migration {version} registered twice")
-    MIGRATIONS.append((version, tuple(statements)))
-    MIGRATIONS.sort(key=lambda item: item[0])
+only; never edit a released one. Version 2 adds the chain layer's follower cursor,
+channel directory and transaction outbox (``offchain.chain.schema``)."""
 
 
 def schema_version() -> int:

@@ -1,0 +1,275 @@
+"""Between the node runtime and the chain layer: logs in, transactions out, settles on time.
+
+Belongs here: ``ChainBridge``, which
+- runs the follower and hands each batch's core inputs to the runtime, awaiting their
+  commit before the follower moves its cursor (so a crash replays the batch: the core's
+  chain inputs are idempotent);
+- keeps the graph view's chain facts in step with the follower's channel directory and
+  remembers the balance hashes the chain holds for each side of our closed channels (a
+  settle must name exactly the data behind them);
+- carries out the core's ``ContractSend*`` effects through the sender's outbox (key
+  ``fx:<seq>:<idx>``, so a re-run after a crash never sends twice) and reports them done
+  when confirmed, or failed (recorded as an event: a transaction the chain refuses is not
+  retried forever);
+- settles our closed channels once their window is over, and sends the user's own
+  transactions (approve + open with deposit, deposit) under idempotency keys.
+
+Does not belong here: protocol rules, SQL, JSON-RPC details (``offchain.chain``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import Final
+
+from offchain.chain import calls
+from offchain.chain.calls import BalanceData
+from offchain.chain.errors import ChainError, ChainUnavailable, TransactionFailed
+from offchain.chain.events import ChannelClosedLog, NonClosingUpdatedLog
+from offchain.chain.inputs import ChannelRecord, ChannelStage
+from offchain.chain.manifest import Deployment
+from offchain.chain.sync import Batch, ChainFollower
+from offchain.chain.transactions import TxSender
+from offchain.node.gossip import GraphView, PublicChannel
+from offchain.node.runtime import NodeRuntime
+from offchain.node.store import ContractSend
+from offchain.node.transport import WorkKey
+from offchain.protocol.channel import EndState
+from offchain.protocol.types import Address, BalanceHash, TokenAmount
+
+log = logging.getLogger("smartmesh.chain")
+
+ZERO_HASH: Final = bytes(32)
+SETTLE_CHECK_INTERVAL: Final = 5.0
+
+
+class ChainBridge:
+    """The node's use of one chain endpoint (follower + sender)."""
+
+    def __init__(
+        self,
+        runtime: NodeRuntime,
+        deployment: Deployment,
+        follower: ChainFollower,
+        sender: TxSender,
+        graph: GraphView,
+        *,
+        on_graph_change: Callable[[], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.runtime = runtime
+        self.deployment = deployment
+        self.follower = follower
+        self.sender = sender
+        self.graph = graph
+        self.own = runtime.address
+        self._on_graph_change = on_graph_change
+        self.clock = clock
+        # (token network, channel id, side) -> balance hash the chain holds for that side
+        self._onchain: dict[tuple[Address, bytes, Address], bytes] = {}
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._settling: set[tuple[Address, bytes, int]] = set()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for record in self.follower.directory:
+            self._public(record)
+        self._on_graph_change()
+        self._tasks = [
+            asyncio.create_task(self.follower.run(self._batch, self._stop), name="chain-follow"),
+            asyncio.create_task(self.sender.run(self._stop), name="chain-send"),
+            asyncio.create_task(self._settle_loop(), name="chain-settle"),
+        ]
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+
+    # -- logs in ----------------------------------------------------------------------------
+
+    async def _batch(self, batch: Batch) -> None:
+        for entry in batch.logs:
+            if isinstance(entry, ChannelClosedLog):
+                record = self.follower.directory.get(entry.token_network, entry.channel_id)
+                if record is not None:
+                    # The closer submitted its partner's proof: the non-closer's side.
+                    side = record.partner_of(entry.closing_participant)
+                    self._onchain[(entry.token_network, entry.channel_id, side)] = (
+                        entry.balance_hash
+                    )
+            elif isinstance(entry, NonClosingUpdatedLog):
+                key = (entry.token_network, entry.channel_id, entry.closing_participant)
+                self._onchain[key] = entry.balance_hash
+        futures = [self.runtime.submit(event) for event in batch.inputs]
+        if futures:
+            await asyncio.gather(*futures)
+        changed = False
+        for entry in batch.logs:
+            network = getattr(entry, "token_network", None)
+            channel_id = getattr(entry, "channel_id", None)
+            if network is None or channel_id is None:
+                continue
+            record = self.follower.directory.get(network, channel_id)
+            if record is not None:
+                self._public(record)
+                changed = True
+        if changed:
+            self._on_graph_change()
+
+    def _public(self, record: ChannelRecord) -> None:
+        self.graph.set_channel(
+            PublicChannel(
+                record.token_network, record.participant1, record.participant2,
+                record.deposit1, record.deposit2, record.withdrawn1, record.withdrawn2,
+                record.stage is ChannelStage.OPENED,
+            )
+        )  # fmt: skip
+
+    # -- effects out ------------------------------------------------------------------------
+
+    def submit_effect(self, key: WorkKey, effect: ContractSend) -> None:
+        """``runtime.chain_submit``: send it, report it done when final."""
+        asyncio.get_running_loop().create_task(self._carry_out(key, effect))
+
+    async def _carry_out(self, key: WorkKey, effect: ContractSend) -> None:
+        intent_key = f"fx:{key[0]}:{key[1]}"
+        what = type(effect).__name__
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                call = calls.for_effect(
+                    effect, self.own, self.deployment.secret_registry, self.follower.directory
+                )
+                await self.sender.submit(intent_key, call)
+                await self.sender.wait(intent_key)
+                log.info("%s confirmed (%s)", what, intent_key)
+                self.runtime.work_done(key)
+                return
+            except TransactionFailed as exc:
+                log.warning("%s failed for good: %s", what, exc)
+                self._record("transaction_failed", {"what": what, "reason": str(exc)})
+                self.runtime.work_done(key)
+                return
+            except ChainUnavailable as exc:
+                log.info("%s waits for the chain: %s", what, exc)
+            except ChainError as exc:  # e.g. an unlock before the settle is seen
+                log.info("%s not possible yet: %s", what, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    def _record(self, kind: str, data: dict[str, object]) -> None:
+        store = self.runtime.store
+        with store.transaction():
+            store.add_event(kind, data, self.clock())
+
+    # -- settles ----------------------------------------------------------------------------
+
+    async def _settle_loop(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), SETTLE_CHECK_INTERVAL)
+            if self._stop.is_set():
+                return
+            now = self.follower.status.latest_timestamp or int(self.clock())
+            for record in self.follower.directory:
+                deadline = record.settle_deadline
+                if (
+                    record.stage is ChannelStage.CLOSED
+                    and record.has(self.own)
+                    and deadline is not None
+                    and now > deadline
+                ):
+                    marker = (record.token_network, record.channel_id, record.generation)
+                    if marker not in self._settling:
+                        self._settling.add(marker)
+                        asyncio.get_running_loop().create_task(self.settle(record))
+
+    def settle_call(self, record: ChannelRecord) -> calls.ContractCall:
+        """The settle of one of our closed channels, with the data the chain holds."""
+        partner = record.partner_of(self.own)
+        channel = self.runtime.state.channels.get((record.token_network, partner))
+        if channel is None:
+            raise ChainError("settle: we hold no state of this channel")
+        ours = self._side_data(record, self.own, channel.our)
+        theirs = self._side_data(record, partner, channel.partner)
+        return calls.settle_channel(record.token_network, self.own, ours, partner, theirs)
+
+    def _side_data(self, record: ChannelRecord, side: Address, end: EndState) -> BalanceData:
+        held = self._onchain.get((record.token_network, record.channel_id, side), ZERO_HASH)
+        if held == ZERO_HASH:
+            return BalanceData.none()
+        if BalanceHash(held) == end.balance_hash:
+            return BalanceData.of(end.transferred, end.locks)
+        raise ChainError(
+            f"settle: the chain holds a proof of 0x{side.hex()} that is not the latest we know"
+        )
+
+    async def settle(self, record: ChannelRecord) -> None:
+        key = f"settle:{record.token_network.hex()}:{record.channel_id.hex()}:{record.generation}"
+        try:
+            await self.sender.submit(key, self.settle_call(record))
+            await self.sender.wait(key)
+            log.info("channel 0x%s settled", record.channel_id.hex())
+        except (ChainError, TimeoutError) as exc:
+            log.warning("settle of 0x%s: %s", record.channel_id.hex(), exc)
+            self._settling.discard((record.token_network, record.channel_id, record.generation))
+
+    # -- the user's own transactions ----------------------------------------------------------
+
+    async def open_channel(
+        self, token: Address, network: Address, partner: Address, settle_window: int, deposit: int
+    ) -> None:
+        tag = secrets.token_hex(8)
+        if deposit:
+            approve = f"user:{tag}:approve"
+            await self.sender.submit(approve, calls.approve(token, network, deposit))
+            key = f"user:{tag}:open"
+            await self.sender.submit(
+                key,
+                calls.open_channel_with_deposit(
+                    network, partner, settle_window, TokenAmount(deposit)
+                ),
+                depends_on=approve,
+            )
+        else:
+            key = f"user:{tag}:open"
+            await self.sender.submit(key, calls.open_channel(network, partner, settle_window))
+        await self.sender.wait(key)
+
+    async def deposit(
+        self, token: Address, network: Address, partner: Address, total: int, added: int
+    ) -> None:
+        tag = secrets.token_hex(8)
+        approve = f"user:{tag}:approve"
+        await self.sender.submit(approve, calls.approve(token, network, added))
+        key = f"user:{tag}:deposit"
+        await self.sender.submit(
+            key,
+            calls.set_total_deposit(network, self.own, partner, TokenAmount(total)),
+            depends_on=approve,
+        )
+        await self.sender.wait(key)
+
+    async def settle_now(self, network: Address, partner: Address) -> None:
+        record = self.follower.directory.find(network, self.own, partner)
+        if record is None or record.stage is not ChannelStage.CLOSED:
+            raise ChainError("settle: the channel is not closed on chain")
+        deadline = record.settle_deadline
+        now = self.follower.status.latest_timestamp or int(self.clock())
+        if deadline is not None and now <= deadline:
+            raise ChainError(f"settle: the settle window ends at {deadline} (now {now})")
+        key = f"settle:{network.hex()}:{record.channel_id.hex()}:{record.generation}"
+        await self.sender.submit(key, self.settle_call(record))
+        await self.sender.wait(key)

@@ -1,0 +1,161 @@
+"""Run real `smartmesh node` processes on loopback: for the demo, the benches and the tests.
+
+Belongs here: ``NodeProcess`` — one node's folder (keystore with its key, password file,
+``node.toml``), its process started the way an operator starts it (``smartmesh node
+--config node.toml``), the JSON "ready" line it prints, and stopping it gently (SIGTERM)
+or not (SIGKILL, as ``kill -9``). Mesh links are TCP on loopback (each node listens and
+dials the peers it is given); UDP discovery is off so that runs are repeatable.
+
+Does not belong here: what the nodes are asked to do (the callers, through the API).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from offchain.node import keystore
+
+ROOT = Path(__file__).resolve().parents[1]
+PASSWORD = "demo password, not a secret"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class NodeProcess:
+    """One node: its folder, settings and (while running) its process."""
+
+    name: str
+    key: bytes
+    directory: Path
+    rpc_url: str
+    deployment: Path
+    peers: list[int] = field(default_factory=list)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    api_port: int = field(default_factory=free_port)
+    tcp_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    ready: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        store = self.directory / "keystore"
+        if not keystore.list_accounts(store):
+            keystore.import_key(store, self.key, PASSWORD, light=True)
+        (self.directory / "password").write_text(PASSWORD)
+        (self.directory / "password").chmod(0o600)
+
+    @property
+    def address(self) -> str:
+        return str(self.ready.get("address", ""))
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "node.log"
+
+    def write_config(self) -> Path:
+        tables: dict[str, dict[str, Any]] = {
+            "node": {"data_dir": str(self.directory / "data"), "sync": "NORMAL"},
+            "keys": {
+                "keystore": str(self.directory / "keystore"),
+                "password_file": str(self.directory / "password"),
+            },
+            "chain": {
+                "rpc_url": self.rpc_url,
+                "deployment": str(self.deployment),
+                "poll_interval": 0.2,
+            },
+            "api": {"host": "127.0.0.1", "port": self.api_port},
+            "mesh": {
+                "udp": False,
+                "tcp_listen": f"127.0.0.1:{self.tcp_port}",
+                "peers": [f"127.0.0.1:{port}" for port in self.peers],
+            },
+            "protocol": {"settle_window": 3_600},
+        }
+        for table, values in self.settings.items():
+            tables.setdefault(table, {}).update(values)
+        lines = []
+        for table, values in tables.items():
+            lines.append(f"[{table}]")
+            lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+            lines.append("")
+        path = self.directory / "node.toml"
+        path.write_text("\n".join(lines))
+        return path
+
+    def start(self, env: dict[str, str] | None = None, timeout: float = 60.0) -> dict[str, Any]:
+        """Start the process and wait for its ready line."""
+        config = self.write_config()
+        environ = dict(os.environ)
+        environ.pop("SMARTMESH_FAILPOINT", None)
+        environ.update(env or {})
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "offchain.cli", "node", "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            cwd=ROOT,
+            env=environ,
+        )
+        log.close()
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + timeout
+        line = b""
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or self.process.poll() is not None:
+                self.kill()
+                tail = self.log_path.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"node {self.name} did not start:\n{tail}")
+            readable, _, _ = select.select([self.process.stdout], [], [], min(left, 0.5))
+            if readable:
+                chunk = os.read(self.process.stdout.fileno(), 4096)
+                if not chunk:
+                    continue
+                line += chunk
+        self.ready = json.loads(line.decode().splitlines()[0])
+        return self.ready
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, as ``kill -9``: no chance to save anything."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM and wait; SIGKILL if it does not stop in time. Its exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.process.returncode
+
+    def wait_exit(self, timeout: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)
