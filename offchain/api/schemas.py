@@ -375,12 +375,12 @@ def parse_query(cls: type[R], query: MultiMapping[str]) -> R:
     """Check a query string against ``cls`` and build it; unknown or repeated names are 400."""
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     values: dict[str, Any] = {}
-    for key in query:
+    for key, text in query.items():  # items(), not keys(): those hide repeated names
         if key not in fields:
             raise invalid(f"unknown query parameter {_name(key)}")
         if key in values:
             raise invalid(f"query parameter {key} given more than once")
-        values[key] = _read(fields[key], query[key], text=True)
+        values[key] = _read(fields[key], text, text=True)
     return cls(**values)
 
 
