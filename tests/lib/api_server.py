@@ -61,10 +61,11 @@ class ServedApi:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
-        self._server: ApiServer = self._run(serve(service, "127.0.0.1", 0, token))
+        self._server: ApiServer = self.run(serve(service, "127.0.0.1", 0, token))
         self.url = self._server.url
 
-    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` in the server's loop and return its result."""
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=30)
 
     def call(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
@@ -81,7 +82,7 @@ class ServedApi:
         return future.result(timeout=30)
 
     def close(self) -> None:
-        self._run(self._server.close())
+        self.run(self._server.close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=30)
         self.loop.close()
