@@ -1,8 +1,9 @@
 """The `smartmesh` command line: argument parsing and printing only.
 
-Belongs here: subcommands that call into the packages and print results: `contracts`, and
-`relay` (a standalone mesh relay, whose flags and logic live in `mesh_relay.cli`). Later
-issues add `node`, `channel`, `pay`; each subcommand stays a thin shell over a service.
+Belongs here: subcommands that call into the packages and print results: `contracts`,
+`relay` (a standalone mesh relay, whose flags and logic live in `mesh_relay.cli`), and the
+commands that drive a running node through its HTTP API (`status`, `channel`, `pay`,
+`payments`, in `offchain.cli_client`). Each subcommand stays a thin shell over a service.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from mesh_relay import cli as relay_cli
+from offchain import cli_client
 from offchain.chain.artifacts import ARTIFACT_NAMES, load_artifact
 
 
@@ -53,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     relay_cli.add_arguments(relay)
     relay.set_defaults(handler=lambda args: relay_cli.run(args, relay))
+    cli_client.add_commands(commands)
     return parser
 
 

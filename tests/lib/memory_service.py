@@ -7,8 +7,9 @@ total-amount semantics (asking for the current total again is a no-op), and the 
 errors (``not_found``, ``conflict``, ``insufficient_funds``, ``no_route``,
 ``chain_unavailable``, ``transaction_failed``, ``timeout``). Bad input changes nothing.
 Test controls beside the interface: a chain gate (hold chain operations until released),
-a clock offset (``advance``), partner deposits, received payments, routes, and finishing
-pending payments.
+a clock offset (``advance``), partner deposits, received payments, routes, when pending
+payments finish (``payment_delay``: after that many seconds, ``None``: by hand with
+``finish_payment``) and how (``payment_failure``).
 
 Not a model of the protocol: there are no messages, signatures or fees beyond one flat
 fee per route, and a chain transaction is an ``await``. Use it from the event loop's
@@ -116,6 +117,7 @@ class MemoryNodeService:
         self._tokens = {t.token: t for t in tokens}
         self.chain_balance = {t.token: chain_balance for t in tokens}
         self.payment_delay = payment_delay
+        self.payment_failure: str | None = None  # when set, payments fail with this reason
         self.chain_reachable = True
         self.fail_next_transaction: str | None = None
         self.peers = 0
@@ -505,8 +507,12 @@ class MemoryNodeService:
             except RuntimeError:
                 pass  # called outside a loop: it stays pending until finished by hand
             else:
-                loop.call_later(self.payment_delay, self.finish_payment, payment_id)
+                loop.call_later(self.payment_delay, self._auto_finish, payment_id)
         return info
+
+    def _auto_finish(self, payment_id: int) -> None:
+        failure = self.payment_failure
+        self.finish_payment(payment_id, success=failure is None, reason=failure or "")
 
     def _route(
         self, token: Address, target: Address, amount: int, max_fee: int | None, direct: bool
