@@ -12,6 +12,7 @@ Does not belong here: how the node does anything (the service), the encoding of 
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import json
@@ -34,7 +35,7 @@ from offchain.node.service import ErrorCode, NodeService, PaymentStatus, Service
 log = logging.getLogger("offchain.api")
 
 SERVICE: Final = web.AppKey("service", NodeService)
-TOKEN: Final = web.AppKey("token", bytes)
+TOKEN_DIGEST: Final = web.AppKey("token_digest", bytes)
 
 _LOCAL_HOST_NAMES: Final = frozenset({"localhost", "localhost."})
 
@@ -315,15 +316,18 @@ def _bearer(request: web.Request) -> bytes | None:
 @web.middleware
 async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every request: the bearer token when one is set, a local Host name otherwise."""
-    token = request.app[TOKEN]
-    if token:
+    token_digest = request.app[TOKEN_DIGEST]
+    host = request.headers.get("Host")
+    if token_digest:
         given = _bearer(request)
-        # compare_digest takes time independent of where the first difference is.
-        if given is None or not hmac.compare_digest(given, token):
+        # Compare digests: compare_digest's time does not depend on where the first
+        # difference is, and equal lengths keep the token's length from showing either.
+        if given is None or not hmac.compare_digest(hashlib.sha256(given).digest(), token_digest):
             raise ServiceError(ErrorCode.UNAUTHORIZED, "missing or wrong bearer token")
-    elif not _is_local_host(request.host):
+    elif host is not None and not _is_local_host(host):
         # Without a token the API only listens on loopback; a browser that reached it
-        # through a rebound DNS name still sends that name, and is turned away.
+        # through a rebound DNS name still sends that name, and is turned away. (A request
+        # without Host is no browser's: browsers always send one.)
         raise ServiceError(
             ErrorCode.UNAUTHORIZED,
             "requests without an API token must name a loopback host (localhost, 127.0.0.1)",
@@ -344,7 +348,7 @@ def make_app(service: NodeService, *, token: str | None) -> web.Application:
         middlewares=[error_middleware, guard_middleware], client_max_size=MAX_BODY
     )
     app[SERVICE] = service
-    app[TOKEN] = token.encode("ascii") if token else b""
+    app[TOKEN_DIGEST] = hashlib.sha256(token.encode("ascii")).digest() if token else b""
     for method, path, handler in ROUTES:
         app.router.add_route(method, openapi.API_PREFIX + path, handler)
     return app
