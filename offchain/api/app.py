@@ -71,7 +71,10 @@ async def read_json(request: web.Request) -> object:
         raise ServiceError(
             ErrorCode.PAYLOAD_TOO_LARGE, f"request body over the limit of {MAX_BODY} bytes"
         )
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except ConnectionResetError:  # the client left half-way: nobody reads the answer
+        raise invalid("the connection was lost while reading the body") from None
     if not raw.strip():
         return None
     if request.content_type != JSON_CONTENT_TYPE:
