@@ -82,7 +82,7 @@ async def read_json(request: web.Request) -> object:
             ErrorCode.UNSUPPORTED_MEDIA_TYPE,
             f"the body must be {JSON_CONTENT_TYPE}, not {request.content_type[:60]!r}",
         )
-    if request.charset not in (None, "utf-8", "UTF-8"):
+    if (request.charset or "utf-8").lower() != "utf-8":
         raise ServiceError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "the body must be UTF-8")
     try:
         return json.loads(
