@@ -109,6 +109,12 @@ class MeshConfig:
     rate_burst_bytes: float = 512 * 1024
     max_rate_buckets: int = 1_024
     max_accounting_pairs: int = 65_536
+    app_acks: bool = False
+    """When true, the destination's end-to-end ack waits for the application: a delivered
+    payload is acknowledged only when the application calls ``acknowledge`` (after it has
+    persisted what the payload made it do), so a crash in between loses nothing: the
+    origin retransmits and the payload is delivered again. A payload delivered and not
+    yet acknowledged is not delivered a second time by the same process."""
 
     def __post_init__(self) -> None:
         if not MIN_MTU <= self.routed_mtu <= MAX_MTU:

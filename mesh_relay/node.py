@@ -23,7 +23,7 @@ payments (``mesh_relay`` imports nothing from ``offchain``).
 from __future__ import annotations
 
 import heapq
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
@@ -116,6 +116,10 @@ class MeshNode:
             config.reassembly_timeout,
         )
         self._delivered = SeenSet(config.max_seen)
+        self._awaiting_app_ack: OrderedDict[tuple[Address, bytes], float] = OrderedDict()
+        """With ``config.app_acks``: payloads delivered and not yet acknowledged, with the
+        expiry their entry in ``_delivered`` will get. In memory only, on purpose: after a
+        crash the origin's retransmission must be delivered again."""
         self._relayed = SeenSet(config.max_relay_dedup)
         self._last_ack_sent: dict[tuple[Address, bytes], float] = {}
         self._pending: dict[bytes, PendingMessage] = {}
@@ -300,6 +304,20 @@ class MeshNode:
         self._stats["sent"] += 1
         return message_id
 
+    def acknowledge(self, origin: bytes, message_id: bytes, now: float) -> list[Effect]:
+        """With ``config.app_acks``: the application has persisted what ``Deliver`` of
+        (``origin``, ``message_id``) gave it; send the end-to-end ack. Unknown or repeated
+        calls do nothing."""
+        self._start(now)
+        message_key = (as_address(origin), message_id)
+        expiry = self._awaiting_app_ack.pop(message_key, None)
+        if expiry is not None:
+            if self._delivered.add(message_key, expiry + self.config.hello_tolerance, now):
+                self._acknowledge(message_key[0], message_id, expiry, now)
+            else:
+                self._stats["refused_seen_full"] += 1
+        return self._finish(now)
+
     def tick(self, now: float) -> list[Effect]:
         """Time passed: fire every timer due at ``now``."""
         self._start(now)
@@ -479,6 +497,17 @@ class MeshNode:
             )
         except EnvelopeError as exc:
             self._invalid(f"envelope rejected: {exc}")
+            return
+        if self.config.app_acks:
+            if message_key in self._awaiting_app_ack:
+                self._stats["duplicates_awaiting_app_ack"] += 1
+                return
+            if len(self._awaiting_app_ack) >= self.config.max_seen:
+                # The application forgot some: the oldest are redelivered if retransmitted.
+                self._awaiting_app_ack.popitem(last=False)
+            self._awaiting_app_ack[message_key] = expiry
+            self._stats["delivered"] += 1
+            self._out.append(Deliver(frame.origin, payload, frame.message_id))
             return
         if not self._delivered.add(message_key, expiry + self.config.hello_tolerance, now):
             self._stats["refused_seen_full"] += 1

@@ -202,6 +202,15 @@ class MeshRuntime:
         self._arm()
         return message_id
 
+    def acknowledge(self, origin: bytes, message_id: bytes) -> None:
+        """Acknowledge a ``Deliver`` end to end (only with ``MeshConfig.app_acks``): call it
+        once what the payload made the application do is on disk."""
+        if not self._running:
+            return
+        self._run(self._guard(self.node.acknowledge, origin, message_id, self._clock()))
+        self._dirty = True
+        self._arm()
+
     async def outcome(self, message_id: bytes) -> Outcome:
         """Wait for the fate of a message this node sent (since its start or restore)."""
         known = self._resolved.get(message_id)

@@ -19,6 +19,18 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final
 
+from offchain.chain.errors import ArtifactError
+
+__all__ = [
+    "ARTIFACT_NAMES",
+    "COMPILER",
+    "Artifact",
+    "ArtifactError",
+    "abi_sha256",
+    "load_artifact",
+    "parse_artifact",
+]
+
 ARTIFACT_NAMES: Final = ("secret_registry", "token_network", "token_network_registry", "test_token")
 """Every artifact the package ships, by contract file stem."""
 
@@ -27,10 +39,6 @@ COMPILER: Final = "vyper-0.4.3"
 
 _PACKAGE: Final = "offchain.chain"
 _FOLDER: Final = "artifacts"
-
-
-class ArtifactError(RuntimeError):
-    """An artifact is missing or malformed: the package was built without `make artifacts`."""
 
 
 def abi_sha256(abi: object) -> str:

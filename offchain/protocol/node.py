@@ -172,7 +172,11 @@ def _pay_direct(step: Step, action: ActionPayDirect) -> Rejected | None:
         step.channels[key], message = batch
     step.send(action.partner, message)
     for entry in action.payments:
-        step.effects.append(EventDirectPaymentSent(entry.payment_id, action.partner, entry.amount))
+        step.effects.append(
+            EventDirectPaymentSent(
+                action.token_network, entry.payment_id, action.partner, entry.amount
+            )
+        )
     return None
 
 
@@ -297,11 +301,15 @@ def _apply(
     step.channels[(network, sender)] = updated
     match message:
         case DirectTransfer():
-            step.effects.append(EventPaymentReceived(message.payment_id, sender, message.amount))
+            step.effects.append(
+                EventPaymentReceived(network, message.payment_id, sender, message.amount)
+            )
         case TransferBatch():
             # One proof, several payments: each is received as if it had come alone.
             for entry in message.payments:
-                step.effects.append(EventPaymentReceived(entry.payment_id, sender, entry.amount))
+                step.effects.append(
+                    EventPaymentReceived(network, entry.payment_id, sender, entry.amount)
+                )
         case LockedTransfer():
             if message.target == step.address:
                 target.on_lock(step, sender, message)
@@ -540,13 +548,11 @@ def _settled(step: Step, event: ChainChannelSettled) -> None:
     if channel is None or channel.phase is ChannelPhase.SETTLED:
         return
     step.channels[key] = frozen.replace(channel, phase=ChannelPhase.SETTLED)
-    claimable = tuple(
-        lock
-        for lock in channel.partner.locks
-        if step.registered_in_time(lock.secrethash, lock.expiration)
-    )
-    if claimable:
-        step.effects.append(ContractSendUnlock(event.token_network, event.partner, claimable))
+    locks = channel.partner.locks
+    if any(step.registered_in_time(lock.secrethash, lock.expiration) for lock in locks):
+        # The contract finds what settle kept back by hashing ALL the pending locks (the
+        # locksroot), then pays the registered ones and returns the rest: send them all.
+        step.effects.append(ContractSendUnlock(event.token_network, event.partner, locks))
 
 
 def _registered(step: Step, event: ChainSecretRegistered) -> None:

@@ -112,7 +112,9 @@ def on_paid(step: Step, key: LockKey) -> None:
     if record is None:
         return
     step.targets[key] = frozen.replace(record, status=TargetStatus.PAID)
-    step.effects.append(EventPaymentReceived(record.payment_id, record.payer, record.amount))
+    step.effects.append(
+        EventPaymentReceived(record.token_network, record.payment_id, record.payer, record.amount)
+    )
 
 
 def forget_if_done(step: Step, key: LockKey) -> None:

@@ -265,7 +265,10 @@ class ContractSendUpdate:
 
 @dataclass(frozen=True, slots=True)
 class ContractSendUnlock:
-    """After settle: claim the partner's `locks` whose secrets were registered in time."""
+    """After settle: claim the partner's locks whose secrets were registered in time.
+
+    `locks` are ALL the partner's pending locks, in order (the contract needs every one
+    to rebuild the locksroot); it pays the registered ones and returns the others."""
 
     token_network: Address
     partner: Address
@@ -338,6 +341,7 @@ class EventPaymentFailed:
 class EventDirectPaymentSent:
     """A direct payment left in a signed balance proof: the partner is paid."""
 
+    token_network: Address
     payment_id: PaymentId
     partner: Address
     amount: TokenAmount
@@ -347,6 +351,7 @@ class EventDirectPaymentSent:
 class EventPaymentReceived:
     """As target: the payer unlocked `amount` for `payment_id` (it is ours off chain)."""
 
+    token_network: Address
     payment_id: PaymentId
     payer: Address
     amount: TokenAmount

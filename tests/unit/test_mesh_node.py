@@ -443,3 +443,35 @@ def test_hellos_from_fresh_keys__buy_a_bounded_number_of_table_dumps() -> None:
         node.receive_frame(RADIO, ("sybil", index), encode_hello(hello), NOW)
     assert node.stats["neighbours_new"] == 40
     assert node.stats["dumps_deferred"] == 40 - 16
+
+
+def test_app_acks__no_ack_until_the_application_acknowledges() -> None:
+    sim = chain(3, config=dataclasses.replace(fast_config(), app_acks=True))
+    message_id = sim.send(0, 2, b"persist me first", 600)
+    sim.run(sim.now + 5)
+    assert len(sim.messages[message_id].deliveries) == 1
+    assert events(sim, 0, EventDelivered) == []  # the destination has not acknowledged
+    # The application "crashes" before it acknowledges: a new process, same key.
+    sim.nodes[2] = MeshNode(sim.config, private_key_for(3, 2), b"destination restarted")
+    sim.power_on([2])
+    sim.run(sim.now + sim.config.e2e_retry + 5)
+    # The origin retransmitted; the payload is delivered again, still unacknowledged.
+    assert len(sim.messages[message_id].deliveries) == 2
+    assert events(sim, 0, EventDelivered) == []
+    origin = sim.nodes[0].address
+    sim.apply(2, sim.nodes[2].acknowledge(origin, message_id, sim.now))
+    sim.apply(2, sim.nodes[2].acknowledge(origin, message_id, sim.now))  # repeat: nothing
+    sim.run(sim.now + 5)
+    assert events(sim, 0, EventDelivered) == [EventDelivered(message_id)]
+    assert sim.messages[message_id].outcomes == 1
+
+
+def test_app_acks__duplicate_before_the_ack_is_not_delivered_twice() -> None:
+    sim = chain(2, config=dataclasses.replace(fast_config(), app_acks=True))
+    message_id = sim.send(0, 1, b"once", 600)
+    sim.run(sim.now + sim.config.e2e_retry + 5)  # the origin retransmits meanwhile
+    assert len(sim.messages[message_id].deliveries) == 1
+    assert sim.nodes[1].stats["duplicates_awaiting_app_ack"] >= 1
+    sim.apply(1, sim.nodes[1].acknowledge(sim.nodes[0].address, message_id, sim.now))
+    sim.run(sim.now + 5)
+    assert events(sim, 0, EventDelivered) == [EventDelivered(message_id)]

@@ -120,7 +120,7 @@ def test_pay__line_of_five__target_paid_mediators_even_no_locks_left() -> None:
     (done,) = net.events(a, EventPaymentSucceeded)
     assert done == EventPaymentSucceeded(1, e, TokenAmount(100), TokenAmount(0), secret)
     (received,) = net.events(e, EventPaymentReceived)
-    assert received == EventPaymentReceived(1, d, TokenAmount(100))
+    assert received == EventPaymentReceived(TOKEN_NETWORK, 1, d, TokenAmount(100))
     for mediator in (b, c, d):
         (mediated,) = net.events(mediator, EventMediated)
         assert isinstance(mediated, EventMediated) and mediated.fee == 0

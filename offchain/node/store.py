@@ -1,0 +1,569 @@
+"""The node's database: one SQLite file in WAL mode, a lock file, a versioned schema.
+
+Belongs here: ``Store``, which owns the connection and keeps, in one transaction per batch
+of inputs (group commit):
+- the input log (``inputs``) and snapshots of the core state (``snapshots``), so a
+  restart is "latest snapshot, then replay the inputs after it";
+- the work the inputs' effects left to do (``work``): messages to send until the
+  destination acknowledged them, transactions to hand to the chain layer; a row is
+  written before the effect runs and marked done after, so a crash re-runs exactly the
+  unfinished ones;
+- what the user reads: payments (``payments``) and the event log (``events``), written
+  from the effects in the same transaction as the input that caused them;
+- channel graphs, stored once per content (``blobs``) and referenced from inputs and
+  snapshots: a graph can be large and changes far less often than payments happen.
+
+The schema is versioned (``PRAGMA user_version``) and upgraded in place by ``MIGRATIONS``;
+a database newer than the code is refused, never altered. Other components (the chain
+layer's outbox and cursor) register their tables in a migration here.
+
+A lock file (``fcntl.flock``) stops a second process from opening the same database: two
+runtimes signing from one state would sign two different proofs with one nonce.
+
+Does not belong here: deciding anything (the core), running effects (``runtime``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+import typing
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from offchain.node import encoding
+from offchain.node.errors import StoreError, StoreLockedError
+from offchain.protocol import codec
+from offchain.protocol.routes import ChannelGraph
+from offchain.protocol.state import NodeState
+from offchain.protocol.transitions import (
+    ActionPay,
+    ActionPayDirect,
+    ActionUpdateGraph,
+    ContractSendClose,
+    ContractSendCoopSettle,
+    ContractSendSecretRegister,
+    ContractSendUnlock,
+    ContractSendUpdate,
+    ContractSendWithdraw,
+    Effect,
+    EventActionRefused,
+    EventDirectPaymentSent,
+    EventInvalidReceived,
+    EventMediated,
+    EventPaymentFailed,
+    EventPaymentReceived,
+    EventPaymentSucceeded,
+    Input,
+    SendMessage,
+)
+from offchain.protocol.types import Address
+
+ContractSend = (
+    ContractSendSecretRegister
+    | ContractSendClose
+    | ContractSendUpdate
+    | ContractSendUnlock
+    | ContractSendWithdraw
+    | ContractSendCoopSettle
+)
+CONTRACT_SENDS: Final = (
+    ContractSendSecretRegister,
+    ContractSendClose,
+    ContractSendUpdate,
+    ContractSendUnlock,
+    ContractSendWithdraw,
+    ContractSendCoopSettle,
+)
+
+_V1: Final = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE inputs (seq INTEGER PRIMARY KEY, data BLOB NOT NULL)",
+    "CREATE TABLE snapshots (seq INTEGER PRIMARY KEY, data BLOB NOT NULL)",
+    "CREATE TABLE blobs (hash BLOB PRIMARY KEY, data BLOB NOT NULL)",
+    # kind: 'send' (recipient, data = the message's wire bytes) or 'chain' (data = the
+    # encoded ContractSend effect). done: 0 to do, 1 done.
+    """CREATE TABLE work (
+        seq INTEGER NOT NULL, idx INTEGER NOT NULL, kind TEXT NOT NULL,
+        recipient BLOB, data BLOB NOT NULL, done INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (seq, idx))""",
+    "CREATE INDEX work_todo ON work (done, kind)",
+    """CREATE TABLE payments (
+        direction TEXT NOT NULL, payment_id INTEGER NOT NULL, partner BLOB NOT NULL,
+        token_network BLOB NOT NULL, amount TEXT NOT NULL, fee TEXT NOT NULL,
+        status TEXT NOT NULL, reason TEXT, failed_hop BLOB, secrethash BLOB,
+        created_at REAL NOT NULL, finished_at REAL,
+        PRIMARY KEY (direction, payment_id, partner))""",
+    "CREATE INDEX payments_by_id ON payments (payment_id)",
+    "CREATE INDEX payments_by_status ON payments (status, created_at)",
+    """CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL,
+        kind TEXT NOT NULL, data TEXT NOT NULL)""",
+)
+
+MIGRATIONS: list[tuple[int, Sequence[str]]] = [(1, _V1)]
+"""(version, statements): each brings the schema from version - 1 to version. Append
+only; never edit a released one. Other modules append theirs with ``register_tables``."""
+
+
+def register_tables(version: int, statements: Sequence[str]) -> None:
+    """Add a migration (used by the chain layer for its outbox and cursor)."""
+    if any(known == version for known, _ in MIGRATIONS):
+        raise ValueError(f"migration {version} registered twice")
+    MIGRATIONS.append((version, tuple(statements)))
+    MIGRATIONS.sort(key=lambda item: item[0])
+
+
+def schema_version() -> int:
+    """The version this code writes."""
+    return max(version for version, _ in MIGRATIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """What a restart reads: the latest snapshot and the inputs logged after it."""
+
+    snapshot_seq: int
+    state: NodeState | None
+    inputs: list[tuple[int, Input]]
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """One unfinished effect: a message to (re)send or a transaction to hand over."""
+
+    seq: int
+    idx: int
+    kind: str  # "send" | "chain"
+    recipient: bytes | None
+    data: bytes
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.seq, self.idx)
+
+
+class Store:
+    """One node's database. Open with ``Store.open``; close with ``close``."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int) -> None:
+        self.path = path
+        self.conn = conn
+        self._lock_fd = lock_fd
+        self._seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM inputs").fetchone()[0]
+        snap = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM snapshots").fetchone()[0]
+        self._seq = max(self._seq, snap)
+        self._in_transaction = False
+        # id(graph) -> (graph, hash) of graphs already stored; the graph is kept so its id
+        # is not reused while cached.
+        self._graph_refs: dict[int, tuple[ChannelGraph, bytes]] = {}
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path, *, synchronous: str = "FULL") -> Store:
+        """Open (or create) the database at ``path``, locked for this process.
+
+        ``synchronous``: FULL (default) survives power loss; NORMAL survives a crash of
+        the process (kill -9) but may lose the last commits on power loss.
+        """
+        if synchronous not in ("FULL", "NORMAL"):
+            raise StoreError("synchronous must be FULL or NORMAL")
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lock_path = path.with_name(path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            holder = _read_pid(lock_path)
+            raise StoreLockedError(
+                f"{path} is in use by another process{f' (pid {holder})' if holder else ''}"
+            ) from exc
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        try:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={synchronous}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            _migrate(conn, path)
+        except sqlite3.DatabaseError as exc:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            raise StoreError(f"{path}: not a usable database: {exc}") from exc
+        except BaseException:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            raise
+        return cls(path, conn, fd)
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.close()
+        if self._lock_fd >= 0:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic commit; nested calls join the outer one."""
+        if self._in_transaction:
+            yield
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._in_transaction = True
+        try:
+            yield
+        except BaseException:
+            self._in_transaction = False
+            self.conn.execute("ROLLBACK")
+            raise
+        self._in_transaction = False
+        self.conn.execute("COMMIT")
+
+    # -- identity ---------------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def bind_identity(self, address: bytes, chain_id: int) -> None:
+        """Record which node and chain this database belongs to, or check that it does."""
+        known = (self.meta("address"), self.meta("chain_id"))
+        wanted = ("0x" + address.hex(), str(chain_id))
+        if known == (None, None):
+            with self.transaction():
+                self.set_meta("address", wanted[0])
+                self.set_meta("chain_id", wanted[1])
+        elif known != wanted:
+            raise StoreError(
+                f"{self.path} belongs to account {known[0]} on chain {known[1]}, "
+                f"not {wanted[0]} on chain {wanted[1]}"
+            )
+
+    # -- the state machine log ------------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        return int(self._seq)
+
+    def log(self, event: Input, effects: Sequence[Effect], now: float) -> int:
+        """Record one input and what its effects leave to do or to show; its seq.
+
+        Call inside ``transaction``: nothing is visible (or durable) before the commit.
+        """
+        assert self._in_transaction, "log() outside a transaction"
+        self._seq += 1
+        seq = self._seq
+        self.conn.execute(
+            "INSERT INTO inputs (seq, data) VALUES (?, ?)", (seq, self._encode_input(event))
+        )
+        if isinstance(event, ActionPay):
+            self._payment_started(event, now)
+        elif isinstance(event, ActionPayDirect):
+            for entry in event.payments:
+                self._payment_row(
+                    "sent", entry.payment_id, event.partner, event.token_network,
+                    entry.amount, 0, "pending", None, None, None, now, None,
+                )  # fmt: skip
+        work: list[tuple[int, int, str, bytes | None, bytes]] = []
+        for idx, effect in enumerate(effects):
+            if isinstance(effect, SendMessage):
+                work.append((seq, idx, "send", effect.recipient, codec.encode(effect.message)))
+            elif isinstance(effect, CONTRACT_SENDS):
+                work.append((seq, idx, "chain", None, encoding.encode(effect)))
+            else:
+                self._project(effect, now)
+        if work:
+            self.conn.executemany(
+                "INSERT INTO work (seq, idx, kind, recipient, data) VALUES (?, ?, ?, ?, ?)", work
+            )
+        return int(seq)
+
+    def snapshot(self, state: NodeState, keep: int = 2) -> None:
+        """Store ``state`` as of the last logged input; drop what older snapshots needed."""
+        assert self._in_transaction, "snapshot() outside a transaction"
+        graphs = {network: self._graph_ref(graph) for network, graph in state.graphs.items()}
+        body = encoding.to_tree(dataclasses.replace(state, graphs={}))
+        body["graphs"] = {"$m": [["0x" + n.hex(), "0x" + h.hex()] for n, h in graphs.items()]}
+        self.conn.execute(
+            "INSERT OR REPLACE INTO snapshots (seq, data) VALUES (?, ?)",
+            (self._seq, json.dumps(body, separators=(",", ":")).encode()),
+        )
+        rows = self.conn.execute(
+            "SELECT seq FROM snapshots ORDER BY seq DESC LIMIT -1 OFFSET ?", (keep,)
+        ).fetchall()
+        if rows:
+            oldest_kept = self.conn.execute(
+                "SELECT MIN(seq) FROM (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT ?)",
+                (keep,),
+            ).fetchone()[0]
+            self.conn.execute("DELETE FROM snapshots WHERE seq < ?", (oldest_kept,))
+            self.conn.execute("DELETE FROM inputs WHERE seq <= ?", (oldest_kept,))
+            self.conn.execute("DELETE FROM work WHERE done = 1 AND seq <= ?", (oldest_kept,))
+            self._drop_unused_graphs()
+
+    def restore(self) -> Restored:
+        """The latest snapshot and every input after it, decoded."""
+        row = self.conn.execute(
+            "SELECT seq, data FROM snapshots ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        state: NodeState | None = None
+        since = 0
+        if row is not None:
+            since = int(row[0])
+            tree = _json(row[1])
+            refs = tree.pop("graphs", {"$m": []})
+            tree["graphs"] = {"$m": []}
+            decoded = encoding.from_tree(tree)
+            if not isinstance(decoded, NodeState):
+                raise StoreError(f"snapshot {since} is not a node state")
+            graphs = {
+                Address(bytes.fromhex(n[2:])): self._load_graph(bytes.fromhex(h[2:]))
+                for n, h in refs["$m"]
+            }
+            state = dataclasses.replace(decoded, graphs=graphs)
+        inputs = [
+            (int(seq), self._decode_input(data))
+            for seq, data in self.conn.execute(
+                "SELECT seq, data FROM inputs WHERE seq > ? ORDER BY seq", (since,)
+            )
+        ]
+        return Restored(since, state, inputs)
+
+    def inputs_since_snapshot(self) -> int:
+        row = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM snapshots").fetchone()
+        return int(self._seq) - int(row[0])
+
+    # -- unfinished work --------------------------------------------------------------------
+
+    def pending_work(self, kind: str | None = None) -> list[Work]:
+        query = "SELECT seq, idx, kind, recipient, data FROM work WHERE done = 0"
+        args: tuple[Any, ...] = ()
+        if kind is not None:
+            query += " AND kind = ?"
+            args = (kind,)
+        return [Work(*row) for row in self.conn.execute(query + " ORDER BY seq, idx", args)]
+
+    def mark_done(self, keys: Sequence[tuple[int, int]]) -> None:
+        if keys:
+            self.conn.executemany("UPDATE work SET done = 1 WHERE seq = ? AND idx = ?", keys)
+
+    # -- what the user reads ----------------------------------------------------------------
+
+    def add_event(self, kind: str, data: dict[str, object], now: float) -> None:
+        self.conn.execute(
+            "INSERT INTO events (time, kind, data) VALUES (?, ?, ?)",
+            (now, kind, json.dumps(data, separators=(",", ":"))),
+        )
+
+    def events(self, since: int, limit: int) -> list[tuple[int, float, str, dict[str, Any]]]:
+        rows = self.conn.execute(
+            "SELECT seq, time, kind, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (since, limit),
+        )
+        return [(int(s), float(t), str(k), json.loads(d)) for s, t, k, d in rows]
+
+    def payments(
+        self, where: str = "", args: Sequence[Any] = (), limit: int = 100, offset: int = 0
+    ) -> list[sqlite3.Row]:
+        cursor = self.conn.cursor()
+        cursor.row_factory = sqlite3.Row  # type: ignore[assignment]
+        query = "SELECT * FROM payments"
+        if where:
+            query += " WHERE " + where
+        query += " ORDER BY created_at DESC, payment_id DESC LIMIT ? OFFSET ?"
+        return list(cursor.execute(query, (*args, limit, offset)))
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _payment_started(self, action: ActionPay, now: float) -> None:
+        self._payment_row(
+            "sent", action.payment_id, action.target, action.token_network, action.amount,
+            0, "pending", None, None, action.secrethash, now, None,
+        )  # fmt: skip
+
+    def _payment_row(self, *values: Any) -> None:
+        direction, payment_id, partner, network, amount, fee, status, reason, hop, sh, t, f = values
+        self.conn.execute(
+            "INSERT OR IGNORE INTO payments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (direction, payment_id, partner, network, str(amount), str(fee), status, reason,
+             hop, sh, t, f),
+        )  # fmt: skip
+
+    def _project(self, effect: Effect, now: float) -> None:
+        """Payments and the event log, from a notification effect."""
+        update = "UPDATE payments SET status = ?, fee = ?, reason = ?, failed_hop = ?, "
+        update += "finished_at = ? WHERE direction = 'sent' AND payment_id = ? AND partner = ?"
+        match effect:
+            case EventPaymentSucceeded():
+                self.conn.execute(
+                    update,
+                    ("succeeded", str(effect.fee), None, None, now, effect.payment_id,
+                     effect.target),
+                )  # fmt: skip
+                self._event("payment_succeeded", effect, now)
+            case EventPaymentFailed():
+                self.conn.execute(
+                    "UPDATE payments SET status = 'failed', reason = ?, failed_hop = ?, "
+                    "finished_at = ? WHERE direction = 'sent' AND payment_id = ? "
+                    "AND status = 'pending'",
+                    (effect.reason.value, effect.failed_hop, now, effect.payment_id),
+                )
+                self._event("payment_failed", effect, now)
+            case EventDirectPaymentSent():
+                self.conn.execute(
+                    update,
+                    ("succeeded", "0", None, None, now, effect.payment_id, effect.partner),
+                )
+                self._event("direct_payment_sent", effect, now)
+            case EventPaymentReceived():
+                self._payment_row(
+                    "received", effect.payment_id, effect.payer, effect.token_network,
+                    effect.amount, 0, "succeeded", None, None, None, now, now,
+                )  # fmt: skip
+                self._event("payment_received", effect, now)
+            case EventMediated():
+                self._event("mediated", effect, now)
+            case EventInvalidReceived():
+                self._event("invalid_received", effect, now)
+            case EventActionRefused():
+                self._event("action_refused", effect, now)
+            case _:
+                self._event(_snake(type(effect).__name__), effect, now)
+
+    def _event(self, kind: str, effect: Effect, now: float) -> None:
+        self.add_event(kind, _plain(effect), now)
+
+    def _encode_input(self, event: Input) -> bytes:
+        if isinstance(event, ActionUpdateGraph):
+            ref = self._graph_ref(event.graph)
+            tree = encoding.to_tree(dataclasses.replace(event, graph=_EMPTY_GRAPH))
+            tree["graph"] = {"$ref": "0x" + ref.hex()}
+            return json.dumps(tree, separators=(",", ":")).encode()
+        return encoding.encode(event)
+
+    def _decode_input(self, data: bytes) -> Input:
+        tree = _json(data)
+        ref = tree.get("graph") if isinstance(tree, dict) else None
+        if isinstance(ref, dict) and "$ref" in ref:
+            tree["graph"] = {"$": "ChannelGraph", "edges": []}
+            event = encoding.from_tree(tree)
+            event = dataclasses.replace(
+                event, graph=self._load_graph(bytes.fromhex(ref["$ref"][2:]))
+            )
+        else:
+            event = encoding.from_tree(tree)
+        if not isinstance(event, _INPUT_TYPES):
+            raise StoreError(f"logged input is a {type(event).__name__}")
+        return typing.cast(Input, event)
+
+    def _graph_ref(self, graph: ChannelGraph) -> bytes:
+        known = self._graph_refs.get(id(graph))
+        if known is not None:
+            return known[1]
+        data = encoding.encode(graph)
+        digest = hashlib.sha256(data).digest()
+        self.conn.execute("INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", (digest, data))
+        if len(self._graph_refs) > 64:
+            self._graph_refs.clear()
+        self._graph_refs[id(graph)] = (graph, digest)
+        return digest
+
+    def _load_graph(self, digest: bytes) -> ChannelGraph:
+        row = self.conn.execute("SELECT data FROM blobs WHERE hash = ?", (digest,)).fetchone()
+        if row is None:
+            raise StoreError(f"graph {digest.hex()} missing from the database")
+        graph = encoding.decode(row[0])
+        if not isinstance(graph, ChannelGraph):
+            raise StoreError(f"blob {digest.hex()} is not a graph")
+        return graph
+
+    def _drop_unused_graphs(self) -> None:
+        used: set[bytes] = set()
+        for (data,) in self.conn.execute("SELECT data FROM snapshots"):
+            for _, ref in _json(data).get("graphs", {"$m": []})["$m"]:
+                used.add(bytes.fromhex(ref[2:]))
+        for (data,) in self.conn.execute("SELECT data FROM inputs WHERE data LIKE '%\"$ref\"%'"):
+            used.add(bytes.fromhex(_json(data)["graph"]["$ref"][2:]))
+        for (digest,) in self.conn.execute("SELECT hash FROM blobs").fetchall():
+            if digest not in used:
+                self.conn.execute("DELETE FROM blobs WHERE hash = ?", (digest,))
+        self._graph_refs = {k: v for k, v in self._graph_refs.items() if v[1] in used}
+
+
+_EMPTY_GRAPH: Final = ChannelGraph.from_edges(())
+_INPUT_TYPES: Final = typing.get_args(Input)
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    target = schema_version()
+    if current > target:
+        raise StoreError(
+            f"{path} has schema version {current}, newer than this release ({target}): "
+            "upgrade smartmesh, do not downgrade"
+        )
+    for version, statements in MIGRATIONS:
+        if version <= current:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {int(version)}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+def _json(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise StoreError(f"corrupt row: {exc}") from exc
+
+
+def _read_pid(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def _snake(name: str) -> str:
+    out = "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+    return out.removeprefix("event_")
+
+
+def _plain(value: object) -> dict[str, object]:
+    """An effect as JSON-able fields: bytes as 0x hex, ints as decimal strings."""
+    result: dict[str, object] = {}
+    for field in dataclasses.fields(value):  # type: ignore[arg-type]
+        result[field.name] = _plain_value(getattr(value, field.name))
+    return result
+
+
+def _plain_value(value: object) -> object:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if hasattr(value, "value") and hasattr(type(value), "__members__"):
+        return value.value
+    return str(value)

@@ -1,0 +1,156 @@
+"""Protocol messages over the mesh: per-partner windows, retries, acks after the commit.
+
+Belongs here: ``MeshTransport``, between the node runtime and one ``MeshRuntime`` (run with
+``MeshConfig.app_acks``). Outgoing, it sends each message the store holds as unfinished
+work until the destination acknowledges it end to end, then reports it done; a message
+that expires unacknowledged is sent again (a balance proof must arrive some day, or the
+partner's nonce chain stalls). At most ``window`` messages per partner are in flight: the
+core buffers at most 64 proofs that arrive ahead of the one they follow
+(``state.MAX_EARLY_MESSAGES``), so a window of 32 keeps any reordering inside what the
+partner can absorb. Incoming, it hands each payload to the runtime, which acknowledges it
+(``acknowledge``) only once the input it made is committed: a crash in between makes the
+origin resend it.
+
+The mesh knows nothing of payments (DESIGN.md §1): this module gives it opaque bytes and
+node addresses, nothing else.
+
+Does not belong here: decoding or judging messages (the runtime and the core), the
+database (the runtime marks work done).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from mesh_relay.effects import Deliver, EventDelivered, EventExpired
+from mesh_relay.errors import QueueFull
+from mesh_relay.runtime import AppEvent, MeshRuntime
+
+log = logging.getLogger("smartmesh.transport")
+
+WorkKey = tuple[int, int]
+"""(input seq, effect index) of the effect that asked for the message."""
+
+DEFAULT_WINDOW: Final = 32
+DEFAULT_LIFETIME: Final = 3_600.0
+_RETRY_FULL_QUEUE: Final = 0.2
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    key: WorkKey
+    recipient: bytes
+    payload: bytes
+
+
+class MeshTransport:
+    """Reliable delivery of the node's messages over one mesh runtime."""
+
+    def __init__(
+        self,
+        mesh: MeshRuntime,
+        on_message: Callable[[bytes, bytes, bytes], None],
+        on_delivered: Callable[[WorkKey], None],
+        *,
+        window: int = DEFAULT_WINDOW,
+        lifetime: float = DEFAULT_LIFETIME,
+    ) -> None:
+        if not mesh.node.config.app_acks:
+            raise ValueError("the node's mesh must run with app_acks: acks follow commits")
+        self.mesh = mesh
+        self._on_message = on_message
+        self._on_delivered = on_delivered
+        self.window = window
+        self.lifetime = lifetime
+        self._queues: dict[bytes, deque[_Outgoing]] = {}
+        self._in_flight: dict[bytes, _Outgoing] = {}  # mesh message id -> message
+        self._flying: dict[bytes, int] = {}  # recipient -> messages in flight
+        self._known: set[WorkKey] = set()
+        self._stop_listening: Callable[[], None] | None = None
+        self._retry: asyncio.TimerHandle | None = None
+        self.stats = {"sent": 0, "delivered": 0, "resent": 0, "received": 0}
+
+    def start(self) -> None:
+        self._stop_listening = self.mesh.listen(self._on_mesh)
+
+    def stop(self) -> None:
+        if self._stop_listening is not None:
+            self._stop_listening()
+            self._stop_listening = None
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+
+    # -- outgoing ---------------------------------------------------------------------------
+
+    def send(self, key: WorkKey, recipient: bytes, payload: bytes) -> None:
+        """Deliver ``payload`` to ``recipient``, retrying until acknowledged; a key given
+        twice (work re-run after a restart) is sent once."""
+        if key in self._known:
+            return
+        self._known.add(key)
+        self._queues.setdefault(recipient, deque()).append(_Outgoing(key, recipient, payload))
+        self._pump(recipient)
+
+    def backlog(self, recipient: bytes | None = None) -> int:
+        """Messages not yet acknowledged (to ``recipient``, or to anyone)."""
+        if recipient is not None:
+            return len(self._queues.get(recipient, ())) + self._flying.get(recipient, 0)
+        return sum(len(q) for q in self._queues.values()) + len(self._in_flight)
+
+    def _pump(self, recipient: bytes) -> None:
+        queue = self._queues.get(recipient)
+        while queue and self._flying.get(recipient, 0) < self.window:
+            item = queue[0]
+            try:
+                message_id = self.mesh.send(recipient, item.payload, self.lifetime)
+            except QueueFull:
+                self._retry_later()
+                return
+            queue.popleft()
+            self._in_flight[message_id] = item
+            self._flying[recipient] = self._flying.get(recipient, 0) + 1
+            self.stats["sent"] += 1
+        if queue is not None and not queue:
+            del self._queues[recipient]
+
+    def _retry_later(self) -> None:
+        if self._retry is None:
+            loop = asyncio.get_running_loop()
+            self._retry = loop.call_later(_RETRY_FULL_QUEUE, self._retry_all)
+
+    def _retry_all(self) -> None:
+        self._retry = None
+        for recipient in list(self._queues):
+            self._pump(recipient)
+
+    # -- mesh events ------------------------------------------------------------------------
+
+    def _on_mesh(self, event: AppEvent) -> None:
+        if isinstance(event, Deliver):
+            self.stats["received"] += 1
+            self._on_message(event.origin, event.payload, event.message_id)
+            return
+        item = self._in_flight.pop(event.message_id, None)
+        if item is None:
+            return  # sent before a restart, or not ours
+        self._flying[item.recipient] -= 1
+        if isinstance(event, EventDelivered):
+            self.stats["delivered"] += 1
+            self._known.discard(item.key)
+            self._on_delivered(item.key)
+        else:
+            assert isinstance(event, EventExpired)
+            self.stats["resent"] += 1
+            log.info("message to 0x%s expired unacknowledged; sending again", item.recipient.hex())
+            self._queues.setdefault(item.recipient, deque()).appendleft(item)
+        self._pump(item.recipient)
+
+    def acknowledge(self, origin: bytes, message_id: bytes) -> None:
+        """The input made of this delivery is committed: let the origin know."""
+        self.mesh.acknowledge(origin, message_id)

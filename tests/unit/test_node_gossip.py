@@ -1,0 +1,88 @@
+"""Capacity announcements and the node's view of the graph (offchain/node/gossip.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from offchain.node.gossip import (
+    SIGNED_SIZE,
+    Announcement,
+    AnnouncementError,
+    GraphView,
+    OwnChannel,
+    PublicChannel,
+    decode_announcement,
+)
+from offchain.protocol.crypto import address_from_private_key
+from offchain.protocol.fees import FeeSchedule
+from offchain.protocol.routes import find_routes
+from tests.lib.network import TOKEN_NETWORK, make_key
+
+KEYS = [make_key(i) for i in range(4)]
+A, B, C, D = (address_from_private_key(k) for k in KEYS)
+FEES = FeeSchedule(flat=3, proportional_ppm=1_000, imbalance_ppm=0)
+
+
+def announce(
+    index: int, partner: bytes, capacity: int, ts: int, chain_id: int = 31337
+) -> Announcement:
+    signer = address_from_private_key(KEYS[index])
+    return Announcement(chain_id, TOKEN_NETWORK, signer, partner, capacity, FEES, ts).signed(  # type: ignore[arg-type]
+        KEYS[index]
+    )
+
+
+def test_round_trip__exact_and_checked() -> None:
+    item = announce(1, C, 700, 1_000)
+    data = item.encode()
+    assert len(data) == SIGNED_SIZE and decode_announcement(data) == item
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d[:-1],
+        lambda d: d + b"\x00",
+        lambda d: b"\x01" + d[1:],
+        lambda d: d[:60] + bytes([d[60] ^ 1]) + d[61:],  # the signer field: forged
+        lambda d: d[:100] + bytes([d[100] ^ 1]) + d[101:],  # the capacity: tampered
+        lambda d: d[:-65] + b"\x00" * 65,
+    ],
+)
+def test_malformed_or_forged__one_clear_error(mutate) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(AnnouncementError):
+        decode_announcement(mutate(announce(1, C, 700, 1_000).encode()))
+
+
+def view() -> GraphView:
+    graph = GraphView(31337, A, min_interval=10)
+    graph.set_channel(PublicChannel(TOKEN_NETWORK, A, B, 100, 100))
+    graph.set_channel(PublicChannel(TOKEN_NETWORK, B, C, 500, 40, withdrawn1=100))
+    return graph
+
+
+def test_accept__only_new_checked_facts_about_open_channels() -> None:
+    graph = view()
+    assert graph.accept(announce(1, C, 300, 1_000), now=1_000)
+    assert not graph.accept(announce(1, C, 300, 1_000), now=1_000)  # same: stale
+    assert not graph.accept(announce(1, C, 300, 999), now=1_000)  # older: stale
+    assert not graph.accept(announce(1, C, 300, 1_005), now=1_005)  # too soon: rate limit
+    assert graph.accept(announce(1, C, 250, 1_010), now=1_010)
+    assert not graph.accept(announce(3, A, 5, 1_000), now=1_000)  # no channel D-A
+    assert not graph.accept(announce(1, C, 5, 2_000), now=1_000)  # from the future
+    assert not graph.accept(announce(1, C, 5, 3_000, chain_id=1), now=3_000)
+    assert graph.stats == {"accepted": 2, "stale": 3, "unknown_channel": 2, "rate_limited": 1}
+
+
+def test_graph__announcements_over_deposits__own_channels_exact() -> None:
+    graph = view()
+    graph.set_own([OwnChannel(TOKEN_NETWORK, B, ours=60, theirs=140)], FeeSchedule())
+    graph.accept(announce(1, C, 250, 1_000), now=1_000)
+    edges = {(e.a, e.b): e for e in graph.graph(TOKEN_NETWORK).edges}
+    assert (edges[(A, B)].capacity_ab, edges[(A, B)].capacity_ba) == (60, 140)
+    # B -> C announced; C -> B from its deposit less nothing withdrawn.
+    assert (edges[(B, C)].capacity_ab, edges[(B, C)].capacity_ba) == (250, 40)
+    assert edges[(B, C)].schedule_ab == FEES
+    assert graph.changed() == {TOKEN_NETWORK} and graph.changed() == set()
+    result = find_routes(graph.graph(TOKEN_NETWORK), A, C, 50)
+    assert result.best is not None and result.best.nodes == (A, B, C)

@@ -1,0 +1,146 @@
+"""The node's SQLite store: group commits, restore = snapshot + replay, unfinished work,
+payments, the lock, schema versions (offchain/node/store.py)."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from offchain.node.errors import StoreError, StoreLockedError
+from offchain.node.store import Store, schema_version
+from offchain.protocol import codec
+from offchain.protocol.node import transition
+from offchain.protocol.transitions import ActionPay, ReceiveMessage, SendMessage
+from offchain.protocol.types import TokenAmount
+from tests.lib.network import TOKEN_NETWORK, Network, secret_for
+from tests.unit.test_node_encoding import comparable
+
+
+def run_logged(net: Network, store: Store, who: bytes, event: object, snapshot: bool = False):  # type: ignore[no-untyped-def]
+    with store.transaction():
+        effects = net.apply(who, event)  # type: ignore[arg-type]
+        store.log(event, effects, float(net.now))  # type: ignore[arg-type]
+        if snapshot:
+            store.snapshot(net.states[who])
+    return effects
+
+
+def test_restore__snapshot_plus_replay_gives_the_same_state(tmp_path: Path) -> None:
+    net = Network.create(3)
+    a, _, c = net.line(1_000)
+    net.publish_graph()
+    store = Store.open(tmp_path / "a.sqlite3")
+    store.bind_identity(a, 31337)
+    first = net.states[a]
+    with store.transaction():
+        store.snapshot(first)
+    for pid in range(1, 6):
+        secret, secrethash = secret_for(pid)
+        pay = ActionPay(net.now, pid, TOKEN_NETWORK, c, TokenAmount(3), secrethash, secret)
+        run_logged(net, store, a, pay, snapshot=pid == 3)
+        # deliver everything, logging what reaches `a`
+        while net.flights:
+            flight = net.flights.pop(0)
+            event = ReceiveMessage(net.now, flight.sender, codec.decode(flight.data))
+            if flight.recipient == a:
+                run_logged(net, store, a, event)
+            else:
+                net.apply(flight.recipient, event)
+    store.close()
+
+    store = Store.open(tmp_path / "a.sqlite3")
+    restored = store.restore()
+    assert restored.state is not None and restored.snapshot_seq > 1
+    state = restored.state
+    for _, event in restored.inputs:
+        state, _ = transition(state, event, net.keys[a])
+    assert comparable(state) == comparable(net.states[a])
+    rows = store.payments("direction = 'sent'")
+    assert sorted(r["payment_id"] for r in rows) == [1, 2, 3, 4, 5]
+    assert {r["status"] for r in rows} == {"succeeded"}
+    kinds = [kind for _, _, kind, _ in store.events(0, 100)]
+    assert kinds.count("payment_succeeded") == 5
+    store.close()
+
+
+def test_work__written_with_the_input__done_when_marked(tmp_path: Path) -> None:
+    net = Network.create(2)
+    a, b = net.line(100)
+    net.publish_graph()
+    store = Store.open(tmp_path / "n.sqlite3")
+    secret, secrethash = secret_for(1)
+    pay = ActionPay(net.now, 1, TOKEN_NETWORK, b, TokenAmount(5), secrethash, secret)
+    effects = run_logged(net, store, a, pay)
+    sends = [e for e in effects if isinstance(e, SendMessage)]
+    work = store.pending_work("send")
+    assert [(w.recipient, w.data) for w in work] == [
+        (s.recipient, codec.encode(s.message)) for s in sends
+    ]
+    with store.transaction():
+        store.mark_done([w.key for w in work])
+    assert store.pending_work() == []
+    store.close()
+
+
+def test_a_rolled_back_batch_leaves_nothing(tmp_path: Path) -> None:
+    net = Network.create(2)
+    a, b = net.line(100)
+    store = Store.open(tmp_path / "n.sqlite3")
+    secret, secrethash = secret_for(1)
+    pay = ActionPay(net.now, 1, TOKEN_NETWORK, b, TokenAmount(5), secrethash, secret)
+    with pytest.raises(RuntimeError), store.transaction():
+        store.log(pay, net.apply(a, pay), 0.0)
+        raise RuntimeError("disk full")
+    assert store.restore().inputs == [] and store.pending_work() == []
+    store.close()
+
+
+def test_lock__a_second_process_is_refused_with_the_holder(tmp_path: Path) -> None:
+    path = tmp_path / "n.sqlite3"
+    store = Store.open(path)
+    code = (
+        "import sys; from pathlib import Path; from offchain.node.store import Store\n"
+        "from offchain.node.errors import StoreLockedError\n"
+        f"try:\n    Store.open(Path({str(path)!r}))\nexcept StoreLockedError as e:\n"
+        "    print(e); sys.exit(3)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 3 and "in use by another process" in result.stdout
+    with pytest.raises(StoreLockedError):
+        Store.open(path)  # the same process, a second time: refused too
+    store.close()
+    Store.open(path).close()  # released
+
+
+def test_identity__a_database_belongs_to_one_account_and_chain(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "n.sqlite3")
+    store.bind_identity(b"\x01" * 20, 31337)
+    store.bind_identity(b"\x01" * 20, 31337)
+    with pytest.raises(StoreError, match="belongs to account 0x0101"):
+        store.bind_identity(b"\x02" * 20, 31337)
+    with pytest.raises(StoreError, match="on chain 31337"):
+        store.bind_identity(b"\x01" * 20, 1)
+    store.close()
+
+
+def test_schema__newer_database_refused__not_a_database_refused(tmp_path: Path) -> None:
+    path = tmp_path / "n.sqlite3"
+    Store.open(path).close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_version()
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.execute(f"PRAGMA user_version = {schema_version() + 1}")
+    conn.close()
+    with pytest.raises(StoreError, match="newer than this release"):
+        Store.open(path)
+    junk = tmp_path / "junk.sqlite3"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="not a usable database"):
+        Store.open(junk)
+    Store.open(junk.with_name("other.sqlite3")).close()  # the lock of the failed open is free
