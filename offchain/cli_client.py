@@ -21,10 +21,14 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from offchain.api.client import DEFAULT_API_URL, ApiClient, ApiClientError
+if TYPE_CHECKING:
+    from offchain.api.client import ApiClient
 
+DEFAULT_API_URL: Final = "http://127.0.0.1:5001"
+"""``offchain.api.client.DEFAULT_API_URL`` (a test checks): that module is imported only
+when an API command runs, so that `smartmesh relay` does not start slower for aiohttp."""
 API_TOKEN_ENV: Final = "SMARTMESH_API_TOKEN"
 API_URL_ENV: Final = "SMARTMESH_API"
 UINT256_MAX: Final = 2**256 - 1
@@ -35,7 +39,7 @@ FIRST_LINE_AFTER: Final = 1.0
 LINE_EVERY: Final = 5.0
 """Seconds between progress lines when stderr is not a terminal (logs stay short)."""
 
-Action = Callable[[ApiClient, argparse.Namespace], Awaitable[int]]
+Action = Callable[["ApiClient", argparse.Namespace], Awaitable[int]]
 
 
 class CommandError(Exception):
@@ -206,6 +210,8 @@ async def _payments(api: ApiClient, args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run the parsed command against the API; print failures; return the exit code."""
+    from offchain.api.client import ApiClient, ApiClientError  # noqa: PLC0415  (see above)
+
     action: Action = args.api_action
 
     async def main() -> int:

@@ -47,6 +47,15 @@ def fields(text: str) -> dict[str, str]:
     return dict(line.split(maxsplit=1) for line in text.splitlines() if line.strip())
 
 
+def test_default_api_url__is_the_clients_and_the_servers() -> None:
+    from offchain import cli_client  # noqa: PLC0415
+    from offchain.api import client, server  # noqa: PLC0415
+
+    assert cli_client.DEFAULT_API_URL == client.DEFAULT_API_URL
+    served_at = f"http://{server.DEFAULT_HOST}:{server.DEFAULT_PORT}"
+    assert served_at == client.DEFAULT_API_URL
+
+
 def test_status__fields_and_json(capsys: pytest.CaptureFixture[str], served: ServedApi) -> None:
     code, out, err = smartmesh(capsys, served, "status")
     assert code == 0 and err == ""
