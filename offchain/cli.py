@@ -2,10 +2,12 @@
 
 Belongs here: subcommands that call into the packages and print results: `contracts`,
 `relay` (a standalone mesh relay, whose flags and logic live in `mesh_relay.cli`),
-`account new|import|list` (over `offchain.node.keystore`) and `config sample|show` (over
-`offchain.node.config`). Later issues add `node`, `channel`, `pay`; each subcommand stays a
-thin shell over a service. A refusal of the packages (`NodeError`) prints one line on
-stderr and exits with status 1; a usage error exits with 2, as argparse does.
+`account new|import|list` (over `offchain.node.keystore`), `config sample|show` (over
+`offchain.node.config`), and the commands that drive a running node through its HTTP API
+(`status`, `channel`, `pay`, `payments`, in `offchain.cli_client`). Later issues add
+`node`; each subcommand stays a thin shell over a service. A refusal of the packages
+(`NodeError`) prints one line on stderr and exits with status 1; a usage error exits with
+2, as argparse does.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from mesh_relay import cli as relay_cli
+from offchain import cli_client
 from offchain.chain.artifacts import ARTIFACT_NAMES, load_artifact
 from offchain.node import config as node_config
 from offchain.node import keystore
@@ -236,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_account_commands(commands)
     _add_config_commands(commands)
     _add_node_command(commands)
+    cli_client.add_commands(commands)
     return parser
 
 

@@ -273,7 +273,8 @@ class Node:
             for token, network in sorted(self.follower.token_networks.items())
         ]
 
-    def _network(self, token: Address) -> Address:
+    def _network(self, token: bytes) -> Address:
+        token = Address(token)
         network = self.follower.token_networks.get(token) or self.deployment.network_of(token)
         if network is None:
             raise ServiceError(ErrorCode.NOT_FOUND, f"no token network for token 0x{token.hex()}")
@@ -288,7 +289,7 @@ class Node:
                 return token
         return network
 
-    def channels(self, token: Address | None = None) -> list[ChannelInfo]:
+    def channels(self, token: bytes | None = None) -> list[ChannelInfo]:
         network = None if token is None else self._network(token)
         return [
             self._channel_info(n, p, c)
@@ -296,7 +297,7 @@ class Node:
             if network is None or n == network
         ]
 
-    def channel(self, token: Address, partner: Address) -> ChannelInfo:
+    def channel(self, token: bytes, partner: bytes) -> ChannelInfo:
         network = self._network(token)
         state = self.runtime.state.channels.get((network, Address(partner)))
         if state is None:
@@ -353,8 +354,8 @@ class Node:
         *,
         direction: PaymentDirection | None = None,
         status: PaymentStatus | None = None,
-        token: Address | None = None,
-        partner: Address | None = None,
+        token: bytes | None = None,
+        partner: bytes | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[PaymentInfo]:
@@ -406,7 +407,7 @@ class Node:
         await asyncio.sleep(0)
         return self.payment(payment_id)
 
-    def pending_transfers(self, token: Address | None = None) -> list[PendingTransfer]:
+    def pending_transfers(self, token: bytes | None = None) -> list[PendingTransfer]:
         network = None if token is None else self._network(token)
         state = self.runtime.state
         ids: dict[bytes, tuple[int, str]] = {}
@@ -450,8 +451,8 @@ class Node:
 
     def pay(
         self,
-        token: Address,
-        target: Address,
+        token: bytes,
+        target: bytes,
         amount: int,
         *,
         max_fee: int | None = None,
@@ -510,7 +511,7 @@ class Node:
         return info
 
     async def open_channel(
-        self, token: Address, partner: Address, deposit: int, settle_window: int | None
+        self, token: bytes, partner: bytes, deposit: int, settle_window: int | None
     ) -> ChannelInfo:
         network = self._network(token)
         partner = Address(partner)
@@ -520,7 +521,9 @@ class Node:
         if existing is not None and existing.phase is ChannelPhase.OPENED:
             raise ServiceError(ErrorCode.CONFLICT, "a channel with that partner is open already")
         window = settle_window or self.config.settle_window
-        await self._chain(self.bridge.open_channel(token, network, partner, window, deposit))
+        await self._chain(
+            self.bridge.open_channel(Address(token), network, partner, window, deposit)
+        )
         await self._until(
             lambda: (c := self.runtime.state.channels.get((network, partner))) is not None
             and c.phase is ChannelPhase.OPENED
@@ -529,7 +532,7 @@ class Node:
         )
         return self.channel(token, partner)
 
-    async def deposit(self, token: Address, partner: Address, total_deposit: int) -> ChannelInfo:
+    async def deposit(self, token: bytes, partner: bytes, total_deposit: int) -> ChannelInfo:
         info = self.channel(token, partner)
         if info.status is not ChannelStatus.OPEN:
             raise ServiceError(ErrorCode.CONFLICT, f"the channel is {info.status.value}")
@@ -541,7 +544,9 @@ class Node:
             )
         added = total_deposit - info.our_deposit
         network = Address(info.token_network)
-        await self._chain(self.bridge.deposit(token, network, partner, total_deposit, added))
+        await self._chain(
+            self.bridge.deposit(Address(token), network, Address(partner), total_deposit, added)
+        )
         await self._until(
             lambda: self.runtime.state.channels[(network, Address(partner))].our.deposit
             >= total_deposit,
@@ -549,7 +554,7 @@ class Node:
         )
         return self.channel(token, partner)
 
-    async def withdraw(self, token: Address, partner: Address, total_withdraw: int) -> ChannelInfo:
+    async def withdraw(self, token: bytes, partner: bytes, total_withdraw: int) -> ChannelInfo:
         info = self.channel(token, partner)
         if info.status is not ChannelStatus.OPEN:
             raise ServiceError(ErrorCode.CONFLICT, f"the channel is {info.status.value}")
@@ -577,7 +582,7 @@ class Node:
         )
         return self.channel(token, partner)
 
-    async def close(self, token: Address, partner: Address, cooperative: bool) -> ChannelInfo:
+    async def close(self, token: bytes, partner: bytes, cooperative: bool) -> ChannelInfo:
         info = self.channel(token, partner)
         if info.status is not ChannelStatus.OPEN:
             raise ServiceError(ErrorCode.CONFLICT, f"the channel is {info.status.value}")
@@ -603,7 +608,7 @@ class Node:
             )
         return self.channel(token, partner)
 
-    async def settle(self, token: Address, partner: Address) -> ChannelInfo:
+    async def settle(self, token: bytes, partner: bytes) -> ChannelInfo:
         info = self.channel(token, partner)
         if info.status is ChannelStatus.SETTLED:
             return info

@@ -32,6 +32,9 @@ class ErrorCode(enum.Enum):
     TRANSACTION_FAILED = "transaction_failed"  # 502: a transaction reverted or was dropped
     TIMEOUT = "timeout"  # 504: a wait ran out (the operation goes on)
     UNAUTHORIZED = "unauthorized"  # 401: missing or wrong bearer token (API only)
+    METHOD_NOT_ALLOWED = "method_not_allowed"  # 405: no such method on that path (API only)
+    PAYLOAD_TOO_LARGE = "payload_too_large"  # 413: request body over the API's limit (API only)
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"  # 415: a body that is not JSON (API only)
     INTERNAL = "internal"  # 500: our bug; the message says where to look
 
 
