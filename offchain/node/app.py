@@ -86,7 +86,7 @@ log = logging.getLogger("smartmesh.node")
 T = TypeVar("T")
 
 GRAPH_DEBOUNCE: Final = 0.2
-ANNOUNCE_INTERVAL: Final = 1.0
+ANNOUNCE_INTERVAL_MS: Final = 250
 CHAIN_WAIT: Final = 120.0
 COOPERATION_WINDOW: Final = 600  # seconds a withdraw or coop-settle signature stays valid
 
@@ -158,7 +158,7 @@ class Node:
             clock=clock,
         )
         self._graph_task: asyncio.TimerHandle | None = None
-        self._last_announced: dict[tuple[Address, Address], tuple[int, float]] = {}
+        self._last_announced: dict[tuple[Address, Address], tuple[int, int]] = {}
         self._submitted: dict[int, PaymentInfo] = {}
         self._started = False
 
@@ -195,7 +195,7 @@ class Node:
             except AnnouncementError as exc:
                 log.debug("announcement from 0x%s refused: %s", origin.hex(), exc)
                 return
-            if self.graph.accept(announcement, int(self.clock())):
+            if self.graph.accept(announcement, int(self.clock() * 1000)):
                 self._forward(announcement, exclude={origin, announcement.signer})
                 self._graph_changed()
             return
@@ -229,24 +229,24 @@ class Node:
             ours = int(spendable(channel.our, channel.partner, Timestamp(now)))
             theirs = int(spendable(channel.partner, channel.our, Timestamp(now)))
             own.append(OwnChannel(network, partner, ours, theirs))
-            self._announce(network, partner, ours, now)
+            self._announce(network, partner, ours, int(self.clock() * 1000))
         self.graph.set_own(own, state.settings.fees)
         for network in self.graph.changed():
             graph = self.graph.graph(network)
             self.runtime.submit(ActionUpdateGraph(Timestamp(now), network, graph))
 
-    def _announce(self, network: Address, partner: Address, capacity: int, now: int) -> None:
+    def _announce(self, network: Address, partner: Address, capacity: int, now_ms: int) -> None:
         last = self._last_announced.get((network, partner))
-        if last is not None and (last[0] == capacity or now - last[1] < ANNOUNCE_INTERVAL):
+        if last is not None and (last[0] == capacity or now_ms - last[1] < ANNOUNCE_INTERVAL_MS):
             if last[0] != capacity:
                 self._graph_changed()  # try again once the interval is over
             return
-        self._last_announced[(network, partner)] = (capacity, now)
+        self._last_announced[(network, partner)] = (capacity, now_ms)
         announcement = Announcement(
             self.deployment.chain_id, network, self.address, partner, capacity,
-            self.runtime.state.settings.fees, now,
+            self.runtime.state.settings.fees, now_ms,
         ).signed(self.runtime.key)  # fmt: skip
-        self.graph.accept(announcement, now)
+        self.graph.accept(announcement, now_ms)
         self._forward(announcement, exclude=set())
 
     # -- NodeService: reading -----------------------------------------------------------------

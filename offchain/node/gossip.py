@@ -7,7 +7,7 @@ merges three sources into the ``ChannelGraph`` the core routes on:
    only source a stranger cannot forge;
 2. announcements, each signed by the side it describes, accepted only for a channel the
    chain says is open between the signer and the partner named, only when newer than the
-   last one from that signer for that channel, and at most ``min_interval`` apart per
+   last one from that signer for that channel, and at most ``min_interval_ms`` apart per
    (signer, channel) (the rate limit that stops a flood of valid updates);
 3. our own channels, which we know exactly (our side and what our partner sent us).
 Without an announcement a side's capacity is its deposit minus its withdrawals: an upper
@@ -37,7 +37,7 @@ from offchain.protocol.types import Address, TokenAmount
 ANNOUNCEMENT_TAG: Final = 0xA1
 _BODY: Final = struct.Struct(">BQ20s20s20s32s32sIIQ")
 """tag, chain id, token network, signer, partner, capacity (uint256), flat fee (uint256),
-proportional ppm, imbalance ppm, timestamp (Unix seconds); then a 65-byte signature."""
+proportional ppm, imbalance ppm, timestamp (Unix milliseconds); then a 65-byte signature."""
 _DOMAIN: Final = b"SmartMesh capacity announcement v1"
 SIGNED_SIZE: Final = _BODY.size + 65
 
@@ -49,7 +49,8 @@ class AnnouncementError(ValidationError):
 @dataclass(frozen=True, slots=True)
 class Announcement:
     """``signer`` can send ``capacity`` to ``partner`` in ``token_network`` and charges
-    ``fees`` for payments it forwards out over that channel; ``timestamp`` orders them."""
+    ``fees`` for payments it forwards out over that channel; ``timestamp`` (Unix
+    milliseconds) orders them."""
 
     chain_id: int
     token_network: Address
@@ -142,10 +143,10 @@ class OwnChannel:
 class GraphView:
     """The graph of each token network from chain facts, announcements and our channels."""
 
-    def __init__(self, chain_id: int, own_address: Address, min_interval: int = 1) -> None:
+    def __init__(self, chain_id: int, own_address: Address, min_interval_ms: int = 250) -> None:
         self.chain_id = chain_id
         self.address = own_address
-        self.min_interval = min_interval
+        self.min_interval_ms = min_interval_ms
         self._channels: dict[tuple[Address, frozenset[Address]], PublicChannel] = {}
         self._announced: dict[tuple[Address, Address, Address], Announcement] = {}
         self._own: dict[tuple[Address, Address], OwnChannel] = {}
@@ -165,7 +166,7 @@ class GraphView:
             self._dirty.update(c.token_network for c in self._own.values())
             self._own, self._own_fees = own, fees
 
-    def accept(self, announcement: Announcement, now: int) -> bool:
+    def accept(self, announcement: Announcement, now_ms: int) -> bool:
         """Record a checked announcement; True when it is new (pass it on), False when it
         is stale, rate-limited, foreign or about a channel the chain does not show open."""
         if announcement.chain_id != self.chain_id:
@@ -178,14 +179,14 @@ class GraphView:
             return False
         key = (announcement.token_network, announcement.signer, announcement.partner)
         last = self._announced.get(key)
-        if announcement.timestamp > now + 60:  # a clock far ahead would pin the channel
+        if announcement.timestamp > now_ms + 60_000:  # a clock far ahead would pin it
             self.stats["stale"] += 1
             return False
         if last is not None:
             if announcement.timestamp <= last.timestamp:
                 self.stats["stale"] += 1
                 return False
-            if announcement.timestamp - last.timestamp < self.min_interval:
+            if announcement.timestamp - last.timestamp < self.min_interval_ms:
                 self.stats["rate_limited"] += 1
                 return False
         self._announced[key] = announcement

@@ -55,7 +55,7 @@ def test_malformed_or_forged__one_clear_error(mutate) -> None:  # type: ignore[n
 
 
 def view() -> GraphView:
-    graph = GraphView(31337, A, min_interval=10)
+    graph = GraphView(31337, A, min_interval_ms=10)
     graph.set_channel(PublicChannel(TOKEN_NETWORK, A, B, 100, 100))
     graph.set_channel(PublicChannel(TOKEN_NETWORK, B, C, 500, 40, withdrawn1=100))
     return graph
@@ -63,21 +63,21 @@ def view() -> GraphView:
 
 def test_accept__only_new_checked_facts_about_open_channels() -> None:
     graph = view()
-    assert graph.accept(announce(1, C, 300, 1_000), now=1_000)
-    assert not graph.accept(announce(1, C, 300, 1_000), now=1_000)  # same: stale
-    assert not graph.accept(announce(1, C, 300, 999), now=1_000)  # older: stale
-    assert not graph.accept(announce(1, C, 300, 1_005), now=1_005)  # too soon: rate limit
-    assert graph.accept(announce(1, C, 250, 1_010), now=1_010)
-    assert not graph.accept(announce(3, A, 5, 1_000), now=1_000)  # no channel D-A
-    assert not graph.accept(announce(1, C, 5, 2_000), now=1_000)  # from the future
-    assert not graph.accept(announce(1, C, 5, 3_000, chain_id=1), now=3_000)
+    assert graph.accept(announce(1, C, 300, 1_000), now_ms=1_000)
+    assert not graph.accept(announce(1, C, 300, 1_000), now_ms=1_000)  # same: stale
+    assert not graph.accept(announce(1, C, 300, 999), now_ms=1_000)  # older: stale
+    assert not graph.accept(announce(1, C, 300, 1_005), now_ms=1_005)  # too soon: rate limit
+    assert graph.accept(announce(1, C, 250, 1_010), now_ms=1_010)
+    assert not graph.accept(announce(3, A, 5, 1_000), now_ms=1_000)  # no channel D-A
+    assert not graph.accept(announce(1, C, 5, 70_000), now_ms=1_000)  # from the future
+    assert not graph.accept(announce(1, C, 5, 3_000, chain_id=1), now_ms=3_000)
     assert graph.stats == {"accepted": 2, "stale": 3, "unknown_channel": 2, "rate_limited": 1}
 
 
 def test_graph__announcements_over_deposits__own_channels_exact() -> None:
     graph = view()
     graph.set_own([OwnChannel(TOKEN_NETWORK, B, ours=60, theirs=140)], FeeSchedule())
-    graph.accept(announce(1, C, 250, 1_000), now=1_000)
+    graph.accept(announce(1, C, 250, 1_000), now_ms=1_000)
     edges = {(e.a, e.b): e for e in graph.graph(TOKEN_NETWORK).edges}
     assert (edges[(A, B)].capacity_ab, edges[(A, B)].capacity_ba) == (60, 140)
     # B -> C announced; C -> B from its deposit less nothing withdrawn.
