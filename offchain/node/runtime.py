@@ -119,8 +119,9 @@ class NodeRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
         self.crash_after_commits: int | None = None
-        """Failpoint for crash tests: exit like ``kill -9`` right after this many commits,
-        before their effects run (``main`` sets it from ``SMARTMESH_FAILPOINT``)."""
+        """Failpoint for crash tests: exit like ``kill -9`` right after this many commits
+        that logged inputs, before their effects run (``main`` sets it from
+        ``SMARTMESH_FAILPOINT``)."""
         self._commits = 0
         self.stats = {"inputs": 0, "batches": 0, "ticks_skipped": 0, "core_errors": 0}
 
@@ -329,8 +330,13 @@ class NodeRuntime:
             if self.store.inputs_since_snapshot() >= self.snapshot_every:
                 self.store.snapshot(state)
         self.state = state
-        self._commits += 1
-        if self.crash_after_commits is not None and self._commits >= self.crash_after_commits:
+        if results:
+            self._commits += 1  # commits that logged inputs: the persistence points
+        if (
+            results
+            and self.crash_after_commits is not None
+            and self._commits >= self.crash_after_commits
+        ):
             log.error("failpoint after_commit:%d reached: exiting now", self._commits)
             os._exit(137)
         self.stats["inputs"] += len(results)
