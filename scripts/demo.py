@@ -1,4 +1,4 @@
-"""`make demo`: start anvil, deploy everything the way an operator would, print the result.
+"""`make demo`: start anvil, deploy the way an operator would, then pay across five nodes.
 
 Belongs here: the demo's choreography only. It starts a real anvil on a free port
 (scripts.anvil), runs `ape run deploy --network ethereum:local:foundry` against it (the
@@ -6,6 +6,10 @@ operator's command, pointed at this anvil with APE_FOUNDRY_HOST), reads the mani
 deployment wrote and prints every contract with its address, block and the gas of its
 transaction, then stops anvil. `--web3` deploys in-process through the same
 scripts.deployer logic without ape (what the integration tests do).
+
+Then the payment demo (scripts.demo_payments): five `smartmesh node` processes on that
+chain, payments across them with fees, a node killed mid-payment, everything settled and
+checked. `--deploy-only` stops after the deployment.
 
 The manifest goes to .demo/deployments/31337.json, not deployments/, so the demo never
 overwrites the manifest of an anvil you run yourself.
@@ -25,6 +29,7 @@ from typing import Any
 
 from web3 import Web3
 
+from scripts import demo_payments
 from scripts.anvil import DEV_PRIVATE_KEYS, Anvil
 from scripts.deployer import Web3Sender, deploy, manifest_path
 
@@ -115,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--web3", action="store_true", help="deploy without ape, through web3")
     parser.add_argument("--verbose", "-v", action="store_true", help="show ape's output")
+    parser.add_argument(
+        "--deploy-only", action="store_true", help="stop after the deployment (no payments)"
+    )
     args = parser.parse_args(argv)
 
     DEMO_DEPLOYMENTS.mkdir(parents=True, exist_ok=True)
@@ -143,8 +151,17 @@ def main(argv: list[str] | None = None) -> int:
         manifest = json.loads(path.read_text(encoding="utf-8"))
         print(f"deployed in {elapsed:.1f} s\n")
         print(describe(manifest, path.relative_to(ROOT)))
+        ok = True
+        if not args.deploy_only:
+            print("\n== payments: five nodes A-B-C-D-E, each its own process ==")
+            work = ROOT / ".demo" / "nodes"
+            shutil.rmtree(work, ignore_errors=True)
+            token = next(iter(manifest["token_networks"]))
+            ok = demo_payments.run(node.url, path, work, token)
+            print(f"\n{'every balance checks out' if ok else 'BALANCES DO NOT MATCH'}; "
+                  f"node logs in {work.relative_to(ROOT)}/*/node.log")  # fmt: skip
         print("\nstopping anvil: this chain, and the deployment on it, are gone after the demo.")
-    return 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -306,6 +306,7 @@ def for_effect(
             record = directory.find(effect.token_network, own, effect.partner)
             if record is None or record.settled_generation is None:
                 raise ChainError("unlock: the channel was never seen settled on chain")
+            receiver, sender = (effect.partner, own) if effect.ours else (own, effect.partner)
             return unlock(
-                effect.token_network, own, effect.partner, record.settled_generation, effect.locks
+                effect.token_network, receiver, sender, record.settled_generation, effect.locks
             )

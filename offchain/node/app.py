@@ -158,7 +158,11 @@ class Node:
             clock=clock,
         )
         self._graph_task: asyncio.TimerHandle | None = None
-        self._last_announced: dict[tuple[Address, Address], tuple[int, int]] = {}
+        self._last_announced: dict[tuple[Address, Address], tuple[int, int, int]] = {}
+        # Raised whenever a channel we did not know appears: its ends may never have
+        # heard our announcements, so every channel of ours is announced again.
+        self._epoch = 0
+        self._channels_seen = 0
         self._submitted: dict[int, PaymentInfo] = {}
         self._started = False
 
@@ -222,6 +226,9 @@ class Node:
         self._graph_task = None
         state = self.runtime.state
         now = int(self.clock())
+        if self.graph.channel_count() > self._channels_seen:
+            self._channels_seen = self.graph.channel_count()
+            self._epoch += 1
         own = []
         for (network, partner), channel in state.channels.items():
             if channel.phase is not ChannelPhase.OPENED:
@@ -237,11 +244,13 @@ class Node:
 
     def _announce(self, network: Address, partner: Address, capacity: int, now_ms: int) -> None:
         last = self._last_announced.get((network, partner))
-        if last is not None and (last[0] == capacity or now_ms - last[1] < ANNOUNCE_INTERVAL_MS):
-            if last[0] != capacity:
-                self._graph_changed()  # try again once the interval is over
-            return
-        self._last_announced[(network, partner)] = (capacity, now_ms)
+        if last is not None:
+            unchanged = last[0] == capacity and last[2] == self._epoch
+            if unchanged or now_ms - last[1] < ANNOUNCE_INTERVAL_MS:
+                if not unchanged:
+                    self._graph_changed()  # try again once the interval is over
+                return
+        self._last_announced[(network, partner)] = (capacity, now_ms, self._epoch)
         announcement = Announcement(
             self.deployment.chain_id, network, self.address, partner, capacity,
             self.runtime.state.settings.fees, now_ms,

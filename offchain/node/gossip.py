@@ -159,6 +159,10 @@ class GraphView:
         self._channels[key] = channel
         self._dirty.add(channel.token_network)
 
+    def channel_count(self) -> int:
+        """Public channels known (any state): a rise means new nodes to tell about ours."""
+        return len(self._channels)
+
     def set_own(self, channels: Iterable[OwnChannel], fees: FeeSchedule) -> None:
         own = {(c.token_network, c.partner): c for c in channels}
         if own != self._own or fees != self._own_fees:

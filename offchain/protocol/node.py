@@ -553,6 +553,9 @@ def _settled(step: Step, event: ChainChannelSettled) -> None:
         # The contract finds what settle kept back by hashing ALL the pending locks (the
         # locksroot), then pays the registered ones and returns the rest: send them all.
         step.effects.append(ContractSendUnlock(event.token_network, event.partner, locks))
+    ours = channel.our.locks
+    if ours and not any(step.registered_in_time(lock.secrethash, lock.expiration) for lock in ours):
+        step.effects.append(ContractSendUnlock(event.token_network, event.partner, ours, ours=True))
 
 
 def _registered(step: Step, event: ChainSecretRegistered) -> None:

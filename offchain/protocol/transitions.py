@@ -265,14 +265,18 @@ class ContractSendUpdate:
 
 @dataclass(frozen=True, slots=True)
 class ContractSendUnlock:
-    """After settle: claim the partner's locks whose secrets were registered in time.
+    """After settle: pay out the tokens the contract retained for one side's pending locks.
 
-    `locks` are ALL the partner's pending locks, in order (the contract needs every one
-    to rebuild the locksroot); it pays the registered ones and returns the others."""
+    `locks` are ALL that side's pending locks, in order (the contract needs every one to
+    rebuild the locksroot); it pays the registered ones to the receiver and returns the
+    others to the sender. `ours` False: the partner's locks (we claim those registered
+    in time); True: our own locks, when none of them can be claimed by the partner (so
+    the partner has no reason to call it, and our tokens would stay in the contract)."""
 
     token_network: Address
     partner: Address
     locks: tuple[Lock, ...]
+    ours: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -536,3 +536,18 @@ def test_transition__keeps_every_state_field_it_does_not_change() -> None:
     new, effects = transition(state, ActionSetUnreachable(START, frozenset()), b"\x01" * 32)  # type: ignore[arg-type]
     assert effects == []
     assert dataclasses.replace(new, unreachable=state.unreachable) == state
+
+
+def test_settle_with_our_unclaimable_lock__we_unlock_it_back_to_us() -> None:
+    # A's lock to B is pending and its secret never registered: after settle nobody but
+    # A has a reason to call unlock, so A's node does (else the tokens stay in the contract).
+    net = Network.create(3)
+    a, b, _ = net.line(DEPOSIT)
+    pay(net, a, b, 30, with_secret=False)  # a lock whose secret B never learns
+    net.run()
+    lock = net.states[a].channels[(TOKEN_NETWORK, b)].our.locks
+    assert lock, "the lock is pending"
+    net.apply(a, ChainChannelClosed(net.now, TOKEN_NETWORK, b, a))
+    effects = net.apply(a, ChainChannelSettled(net.now, TOKEN_NETWORK, b))
+    (unlock,) = [e for e in effects if isinstance(e, ContractSendUnlock)]
+    assert unlock.ours and unlock.locks == lock and unlock.partner == b
