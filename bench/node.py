@@ -1,0 +1,127 @@
+"""`node.*`: payments between real node processes on loopback, every payment persisted.
+
+Belongs here: a fresh anvil and deployment, a line of `smartmesh node` processes
+(scripts.nodes, the same harness as the demo and the tests; SQLite with
+``synchronous=FULL``, the default: every commit is on disk before its effects run), driven
+through their HTTP API with keep-alive connections, and four figures:
+- ``node.direct_payments_per_s``: A pays its partner B directly, ``DIRECT`` payments with
+  up to ``CONCURRENCY`` requests in flight; counted until B has received the last one
+  (queued direct payments to one partner share one balance proof);
+- ``node.mediated_3hop_payments_per_s``: A pays D across B and C, ``MEDIATED`` payments,
+  ``CONCURRENCY`` in flight, each request waiting until its payment succeeded;
+- ``node.p50_latency_ms_3hop`` / ``node.p99_latency_ms_3hop``: one payment at a time,
+  from the HTTP request to the answer that it succeeded (the secret is back at A).
+Everything — anvil, four nodes and this client — shares the machine's cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from offchain.api.client import ApiClient
+from tests.lib.chain_env import ONE
+from tests.lib.node_net import NodeNet, node_net, until_async
+
+DIRECT = 10_000
+MEDIATED = 2_000
+LATENCY_SAMPLES = 300
+CONCURRENCY = 128
+
+
+async def _direct(net: NodeNet) -> float:
+    a, b = await net.client(0), await net.client(1)
+    token, target = net.token, net.address(1)
+    received_before = len(await b.payments(direction="received", limit=10_000))
+    queue = iter(range(DIRECT))
+
+    async def worker() -> None:
+        async with ApiClient(net.nodes[0].api) as client:
+            for _ in queue:
+                await client.pay(token, target, 1, direct=True)
+
+    async def all_received() -> bool:
+        done = await b.payments(direction="received", limit=1, offset=received_before + DIRECT - 1)
+        return bool(done)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    await until_async(all_received, 120)
+    elapsed = time.perf_counter() - started
+    del a
+    return DIRECT / elapsed
+
+
+async def _mediated(net: NodeNet) -> float:
+    token, target = net.token, net.address(3)
+    queue = iter(range(MEDIATED))
+    failed = 0
+
+    async def worker() -> None:
+        nonlocal failed
+        async with ApiClient(net.nodes[0].api) as client:
+            for _ in queue:
+                result = await client.pay(token, target, 1, wait=60)
+                failed += result["status"] != "succeeded"
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    elapsed = time.perf_counter() - started
+    if failed:
+        print(f"  warning: {failed} of {MEDIATED} mediated payments failed")
+    return (MEDIATED - failed) / elapsed
+
+
+async def _latency(net: NodeNet) -> list[float]:
+    a = await net.client(0)
+    samples = []
+    for _ in range(LATENCY_SAMPLES):
+        started = time.perf_counter()
+        result = await a.pay(net.token, net.address(3), 1, wait=30)
+        samples.append((time.perf_counter() - started) * 1000)
+        assert result["status"] == "succeeded", result
+    return samples
+
+
+async def _warm_up(net: NodeNet) -> None:
+    a = await net.client(0)
+    for _ in range(40):  # until the capacity announcements have reached A
+        result = await a.pay(net.token, net.address(3), 1, wait=30)
+        if result["status"] == "succeeded":
+            return
+        await asyncio.sleep(0.25)
+    raise RuntimeError(f"no route A -> D: {result}")
+
+
+async def _measure(net: NodeNet) -> dict[str, float]:
+    await net.open_line(10_000 * ONE)
+    await _warm_up(net)
+    latencies = await _latency(net)
+    latencies.sort()
+    figures = {
+        "node.p50_latency_ms_3hop": round(statistics.median(latencies), 2),
+        "node.p99_latency_ms_3hop": round(latencies[int(len(latencies) * 0.99) - 1], 2),
+        "node.mediated_3hop_payments_per_s": round(await _mediated(net), 1),
+        "node.direct_payments_per_s": round(await _direct(net), 1),
+    }
+    await net.close_clients()
+    return figures
+
+
+def measure() -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="smartmesh-bench-") as tmp:
+        settings = {"node": {"sync": "FULL"}, "protocol": {"fee_flat": 0}}
+        with node_net(Path(tmp), 4, tokens=100_000 * ONE, settings=settings) as net:
+            return asyncio.run(_measure(net))
+
+
+def main() -> None:
+    for name, value in measure().items():
+        print(f"{name:<40}{value:>12}")
+
+
+if __name__ == "__main__":
+    main()
