@@ -3,8 +3,8 @@
 Belongs here: starting a fresh anvil (scripts.anvil), running the gas scenario of
 ``bench.gas`` on it, printing the table (ours, Raiden's, target, ratio, OK/OVER) and, for
 each operation over its target, where its gas goes; the protocol core (``bench.protocol``,
-``bench.transfers``), route search (``bench.routing``) and mesh relay (``bench.mesh``)
-figures; then merging the figures into bench/results.json, one flat JSON object of metric
+``bench.transfers``), route search (``bench.routing``), mesh relay (``bench.mesh``) and
+payment node (``bench.node``) figures; then merging the figures into bench/results.json, one flat JSON object of metric
 name -> number whose keys other benches may share (theirs are kept). ``--only NAME``
 (repeatable) runs some benches alone. ``--record`` also rewrites gas.json, the figures the
 regression test holds the contracts to: use it when a change of gas is intended.
@@ -17,11 +17,11 @@ import json
 import sys
 from pathlib import Path
 
-from bench import gas, mesh, protocol, routing, transfers
+from bench import gas, mesh, node, protocol, routing, transfers
 from scripts.anvil import Anvil
 
 RESULTS = Path(__file__).resolve().with_name("results.json")
-BENCHES = ("gas", "protocol", "routing", "mesh")
+BENCHES = ("gas", "protocol", "routing", "mesh", "node")
 
 
 def merge_results(path: Path, figures: dict[str, int | float]) -> dict[str, object]:
@@ -77,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         relay = mesh.measure()
         print("\n".join(f"{name:48s} {value:>12,}" for name, value in relay.items()))
         figures.update(relay)
+    if "node" in selected:
+        print("\nPayment nodes (four processes on loopback, anvil, SQLite synchronous=FULL)\n")
+        nodes = node.measure()
+        print("\n".join(f"{name:48s} {value:>12,}" for name, value in nodes.items()))
+        figures.update(nodes)
     merge_results(args.results, figures)
     print(f"\nmerged {len(figures)} figures into {args.results}")
     return 0

@@ -9,6 +9,8 @@ stdout (scripts and tests read it), and stop cleanly on SIGINT or SIGTERM.
 ``SMARTMESH_FAILPOINT=after_commit:N`` makes the process kill itself (``os._exit``, as
 ``kill -9`` would) right after its N-th commit, before that commit's effects run: the
 crash tests use it to stop a node at every persistence point of a payment.
+``SMARTMESH_PROFILE=FILE`` runs the node under cProfile and writes the statistics to
+FILE when it stops (how `make bench`'s figures were explained).
 
 Does not belong here: settings parsing (``config``), keys (``keystore``), the node itself.
 """
@@ -16,6 +18,7 @@ Does not belong here: settings parsing (``config``), keys (``keystore``), the no
 from __future__ import annotations
 
 import argparse
+import cProfile
 import asyncio
 import contextlib
 import json
@@ -100,8 +103,16 @@ def run(args: argparse.Namespace, config: NodeConfig) -> int:
         level=getattr(logging, config.log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    profile_path = os.environ.get("SMARTMESH_PROFILE")
+    profiler = cProfile.Profile() if profile_path else None
     try:
+        if profiler is not None:
+            profiler.enable()
         return asyncio.run(run_node(config))
     except StartError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if profiler is not None and profile_path:
+            profiler.disable()
+            profiler.dump_stats(profile_path)
