@@ -4,10 +4,11 @@ Belongs here: starting a fresh anvil (scripts.anvil), running the gas scenario o
 ``bench.gas`` on it, printing the table (ours, Raiden's, target, ratio, OK/OVER) and, for
 each operation over its target, where its gas goes; the protocol core (``bench.protocol``,
 ``bench.transfers``), route search (``bench.routing``), mesh relay (``bench.mesh``) and
-payment node (``bench.node``) figures; then merging the figures into bench/results.json, one flat JSON object of metric
-name -> number whose keys other benches may share (theirs are kept). ``--only NAME``
-(repeatable) runs some benches alone. ``--record`` also rewrites gas.json, the figures the
-regression test holds the contracts to: use it when a change of gas is intended.
+payment node (``bench.node``) figures; then merging the figures into bench/results.json,
+one flat JSON object of metric name -> number whose keys other benches may share (theirs
+are kept). ``--only NAME`` (repeatable) runs some benches alone. ``--record`` also
+rewrites gas.json, the figures the regression test holds the contracts to: use it when a
+change of gas is intended.
 """
 
 from __future__ import annotations

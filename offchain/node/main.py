@@ -18,9 +18,9 @@ Does not belong here: settings parsing (``config``), keys (``keystore``), the no
 from __future__ import annotations
 
 import argparse
-import cProfile
 import asyncio
 import contextlib
+import cProfile
 import json
 import logging
 import os
