@@ -10,7 +10,7 @@ stdout (scripts and tests read it), and stop cleanly on SIGINT or SIGTERM.
 ``kill -9`` would) right after its N-th commit, before that commit's effects run: the
 crash tests use it to stop a node at every persistence point of a payment.
 ``SMARTMESH_PROFILE=FILE`` runs the node under cProfile and writes the statistics to
-FILE when it stops (how `make bench`'s figures were explained).
+FILE (``%p`` becomes the process id) when it stops.
 
 Does not belong here: settings parsing (``config``), keys (``keystore``), the node itself.
 """
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace, config: NodeConfig) -> int:
         level=getattr(logging, config.log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    profile_path = os.environ.get("SMARTMESH_PROFILE")
+    profile_path = os.environ.get("SMARTMESH_PROFILE", "").replace("%p", str(os.getpid()))
     profiler = cProfile.Profile() if profile_path else None
     try:
         if profiler is not None:
