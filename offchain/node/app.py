@@ -267,7 +267,7 @@ class Node:
         return NodeStatus(
             address=self.address,
             chain_id=self.deployment.chain_id,
-            synced=chain.synced,
+            synced=chain.synced and self.bridge.halted is None,
             chain_reachable=reachable,
             latest_block=chain.latest_block or 0,
             confirmed_block=chain.confirmed_block or 0,

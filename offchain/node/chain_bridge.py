@@ -29,7 +29,7 @@ from typing import Final
 
 from offchain.chain import calls
 from offchain.chain.calls import BalanceData
-from offchain.chain.errors import ChainError, ChainUnavailable, TransactionFailed
+from offchain.chain.errors import ChainError, ChainUnavailable, ReorgTooDeep, TransactionFailed
 from offchain.chain.events import ChannelClosedLog, NonClosingUpdatedLog
 from offchain.chain.inputs import ChannelRecord, ChannelStage
 from offchain.chain.manifest import Deployment
@@ -75,6 +75,8 @@ class ChainBridge:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._settling: set[tuple[Address, bytes, int]] = set()
+        self.halted: str | None = None
+        """Why the follower stopped for good (a reorganisation deeper than allowed)."""
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -83,10 +85,30 @@ class ChainBridge:
             self._public(record)
         self._on_graph_change()
         self._tasks = [
-            asyncio.create_task(self.follower.run(self._batch, self._stop), name="chain-follow"),
+            asyncio.create_task(self._follow(), name="chain-follow"),
             asyncio.create_task(self.sender.run(self._stop), name="chain-send"),
             asyncio.create_task(self._settle_loop(), name="chain-settle"),
         ]
+
+    async def _follow(self) -> None:
+        """Run the follower; a reorganisation deeper than the confirmations stops it (a
+        human must look: the node's view of the chain may be wrong) and is recorded; any
+        other failure is recorded and the follower restarts after a pause."""
+        while not self._stop.is_set():
+            try:
+                await self.follower.run(self._batch, self._stop)
+            except ReorgTooDeep as exc:
+                self.halted = f"reorganisation deeper than the confirmations: {exc}"
+                log.error("chain follower stopped: %s", self.halted)
+                self._record("reorg_too_deep", {"reason": str(exc)})
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # our bug or a store failure: keep the node alive
+                log.exception("chain follower failed; restarting in 5 s")
+                self._record("chain_follower_failed", {"reason": repr(exc)})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 5.0)
 
     async def stop(self) -> None:
         self._stop.set()
