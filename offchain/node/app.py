@@ -66,6 +66,7 @@ from offchain.protocol.transitions import (
     ActionCloseChannel,
     ActionCoopSettle,
     ActionPay,
+    ActionSetUnreachable,
     ActionUpdateGraph,
     ActionWithdraw,
     Effect,
@@ -127,7 +128,12 @@ class Node:
         mesh_config = dataclasses.replace(config.mesh_config(), app_acks=True)
         adapters = _adapters(config)
         self.mesh = MeshRuntime(mesh_config, key, adapters, snapshot=config.mesh_snapshot_path)
-        self.transport = MeshTransport(self.mesh, self._on_payload, self.runtime.work_done)
+        self.transport = MeshTransport(
+            self.mesh,
+            self._on_payload,
+            self.runtime.work_done,
+            on_reachability=self._reachability,
+        )
         self.endpoint = Endpoint(connect(config.rpc_url), clock)
         confirmations = config.confirmations_for(deployment.chain_id)
         self.follower = ChainFollower(
@@ -211,6 +217,14 @@ class Node:
             if network == announcement.token_network and partner not in exclude:
                 with contextlib.suppress(Exception):
                     self.mesh.send(partner, data, 60.0)
+
+    def _reachability(self, partner: bytes, reachable: bool) -> None:
+        # What failed recently: routes avoid partners the mesh cannot reach now.
+        log.info(
+            "partner 0x%s %s", partner.hex(), "reachable again" if reachable else "unreachable"
+        )
+        addresses = frozenset(Address(a) for a in self.transport.unreachable)
+        self.runtime.submit(ActionSetUnreachable(Timestamp(int(self.clock())), addresses))
 
     # -- the graph --------------------------------------------------------------------------
 

@@ -7,9 +7,10 @@ that expires unacknowledged is sent again (a balance proof must arrive some day,
 partner's nonce chain stalls). At most ``window`` messages per partner are in flight: the
 core buffers at most 64 proofs that arrive ahead of the one they follow
 (``state.MAX_EARLY_MESSAGES``), so a window of 32 keeps any reordering inside what the
-partner can absorb. Incoming, it hands each payload to the runtime, which acknowledges it
-(``acknowledge``) only once the input it made is committed: a crash in between makes the
-origin resend it.
+partner can absorb. A partner whose message expired unacknowledged is reported
+unreachable (routes avoid it) until one of its messages is acknowledged. Incoming, it
+hands each payload to the runtime, which acknowledges it (``acknowledge``) only once the
+input it made is committed: a crash in between makes the origin resend it.
 
 The mesh knows nothing of payments (DESIGN.md §1): this module gives it opaque bytes and
 node addresses, nothing else.
@@ -59,12 +60,16 @@ class MeshTransport:
         *,
         window: int = DEFAULT_WINDOW,
         lifetime: float = DEFAULT_LIFETIME,
+        on_reachability: Callable[[bytes, bool], None] | None = None,
     ) -> None:
         if not mesh.node.config.app_acks:
             raise ValueError("the node's mesh must run with app_acks: acks follow commits")
         self.mesh = mesh
         self._on_message = on_message
         self._on_delivered = on_delivered
+        self._on_reachability = on_reachability
+        self.unreachable: set[bytes] = set()
+        """Partners whose last message expired unacknowledged (until one is delivered)."""
         self.window = window
         self.lifetime = lifetime
         self._queues: dict[bytes, deque[_Outgoing]] = {}
@@ -144,11 +149,19 @@ class MeshTransport:
             self.stats["delivered"] += 1
             self._known.discard(item.key)
             self._on_delivered(item.key)
+            if item.recipient in self.unreachable:
+                self.unreachable.discard(item.recipient)
+                if self._on_reachability is not None:
+                    self._on_reachability(item.recipient, True)
         else:
             assert isinstance(event, EventExpired)
             self.stats["resent"] += 1
             log.info("message to 0x%s expired unacknowledged; sending again", item.recipient.hex())
             self._queues.setdefault(item.recipient, deque()).appendleft(item)
+            if item.recipient not in self.unreachable:
+                self.unreachable.add(item.recipient)
+                if self._on_reachability is not None:
+                    self._on_reachability(item.recipient, False)
         self._pump(item.recipient)
 
     def acknowledge(self, origin: bytes, message_id: bytes) -> None:
