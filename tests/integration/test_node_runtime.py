@@ -52,7 +52,7 @@ def free_port() -> int:
 
 def mesh_config() -> MeshConfig:
     return MeshConfig(app_acks=True, hop_rto=0.05, hop_rto_max=0.4, triggered_delay=0.01,
-                      e2e_retry=2.0)  # fmt: skip
+                      e2e_retry=2.0, ack_grace=0.5)  # fmt: skip
 
 
 @dataclass
@@ -66,6 +66,8 @@ class Peer:
     runtime: NodeRuntime | None = None
     mesh: MeshRuntime | None = None
     heard: list[Effect] = field(default_factory=list)
+    lifetime: float = 3_600.0
+    reachability: list[tuple[bytes, bool]] = field(default_factory=list)
 
     @property
     def key(self) -> bytes:
@@ -77,7 +79,13 @@ class Peer:
         links = TcpLinks(("127.0.0.1", self.port), [("127.0.0.1", p) for p in self.dial], 1200)
         mesh = MeshRuntime(mesh_config(), self.key, [links])
         await mesh.start()
-        transport = MeshTransport(mesh, runtime.receive_payload, runtime.work_done)
+        transport = MeshTransport(
+            mesh,
+            runtime.receive_payload,
+            runtime.work_done,
+            lifetime=self.lifetime,
+            on_reachability=lambda who, up: self.reachability.append((who, up)),
+        )
         transport.start()
         runtime.listen(self.heard.append)
         await runtime.start(transport)
@@ -218,3 +226,26 @@ async def test_restart__the_state_and_unfinished_messages_survive(line: list[Pee
     assert b.runtime.state.channels == before.channels
     await c.start()
     await until(lambda: a.runtime is not None and status_of(a.runtime, 9) == "succeeded")
+
+
+@with_line
+async def test_partner_away__unreachable_after_expiry__reachable_when_delivered(
+    line: list[Peer],
+) -> None:
+    a, _, c = line
+    assert a.runtime is not None and c.runtime is not None
+    c_address = c.runtime.address
+    await a.stop()
+    a.lifetime = 1.0  # messages expire quickly: the partner is away
+    await a.start()
+    await c.stop()
+    assert a.runtime is not None and a.runtime.transport is not None
+    secret, secrethash = new_secret()
+    await a.runtime.submit(ActionPay(Timestamp(_now()), 11, TOKEN_NETWORK, c_address,
+                                     TokenAmount(5), secrethash, secret))  # fmt: skip
+    # B forwards to C, which is away; A's PaymentSecret to C expires: C unreachable for A.
+    await until(lambda: (c_address, False) in a.reachability)
+    assert c_address in a.runtime.state.unreachable or c_address in a.runtime.transport.unreachable
+    await c.start()
+    await until(lambda: (c_address, True) in a.reachability)
+    await until(lambda: a.runtime is not None and status_of(a.runtime, 11) == "succeeded")
