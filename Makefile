@@ -49,8 +49,9 @@ format: install ## Apply ruff's formatting and safe fixes
 bench: install ## Measure gas (on anvil) and other figures into bench/results.json
 	$(PY) -m bench.run
 
-fuzz: install ## Long hypothesis searches (HYPOTHESIS_PROFILE=fuzz)
+fuzz: install ## Long searches: hypothesis (HYPOTHESIS_PROFILE=fuzz), crashes at every commit
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/property $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -m fuzz tests/integration $(PYTEST_ARGS)
 
 demo: install ## Start anvil, deploy everything, print the deployment
 	$(PY) -m scripts.demo

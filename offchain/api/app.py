@@ -221,7 +221,7 @@ async def pay(request: web.Request) -> web.Response:
     _no_query(request)
     body = schemas.parse_body(schemas.PaymentRequest, await read_json(request))
     service = _service(request)
-    payment = service.pay(
+    payment = await service.pay(
         body.token,
         body.target,
         body.amount,

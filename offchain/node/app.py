@@ -472,7 +472,7 @@ class Node:
 
     # -- NodeService: acting --------------------------------------------------------------------
 
-    def pay(
+    async def pay(
         self,
         token: bytes,
         target: bytes,
@@ -503,7 +503,7 @@ class Node:
                 raise ServiceError(ErrorCode.NOT_FOUND, "no open channel with that partner")
             if spendable(channel.our, channel.partner, Timestamp(int(now))) < amount:
                 raise ServiceError(ErrorCode.INSUFFICIENT_FUNDS, "not enough in the channel")
-            self.runtime.pay_direct(network, target, payment_id, amount)
+            committed = self.runtime.pay_direct(network, target, payment_id, amount)
             hashed = b""
         else:
             if secret is not None:
@@ -523,7 +523,7 @@ class Node:
                 SecretHash(hashed), secret_value,
                 None if max_fee is None else TokenAmount(max_fee),
             )  # fmt: skip
-            self.runtime.submit(action)
+            committed = self.runtime.submit(action)
         info = PaymentInfo(
             payment_id, PaymentDirection.SENT, token, target, amount, 0, PaymentStatus.PENDING,
             None, None, hashed, now, None,
@@ -531,7 +531,11 @@ class Node:
         self._submitted[payment_id] = info
         if len(self._submitted) > 10_000:
             self._submitted.pop(next(iter(self._submitted)))
-        return info
+        # Answer only once the payment is committed: an answer given before could be
+        # followed by a crash that loses the payment the caller was told about.
+        await committed
+        rows = self.store.payments("direction = 'sent' AND payment_id = ?", (payment_id,), 1)
+        return self._payment_info(rows[0]) if rows else info
 
     async def open_channel(
         self, token: bytes, partner: bytes, deposit: int, settle_window: int | None

@@ -8,9 +8,11 @@ stdout (scripts and tests read it), and stop cleanly on SIGINT or SIGTERM.
 
 ``SMARTMESH_FAILPOINT=after_commit:N`` makes the process kill itself (``os._exit``, as
 ``kill -9`` would) right after its N-th commit, before that commit's effects run: the
-crash tests use it to stop a node at every persistence point of a payment.
-``SMARTMESH_PROFILE=FILE`` runs the node under cProfile and writes the statistics to
-FILE (``%p`` becomes the process id) when it stops.
+crash tests use it to stop a node at every persistence point of a payment. With
+``after_commit:N:on_sigusr1`` the count starts when the process gets SIGUSR1 instead of
+at its start (a test lets the node settle, arms it, then makes it act), and a later
+SIGUSR1 starts it again. ``SMARTMESH_PROFILE=FILE`` runs the node under cProfile and
+writes the statistics to FILE (``%p`` becomes the process id) when it stops.
 
 Does not belong here: settings parsing (``config``), keys (``keystore``), the node itself.
 """
@@ -44,13 +46,21 @@ class StartError(NodeError):
 
 
 def install_failpoint(node: Node) -> None:
+    """Set up ``SMARTMESH_FAILPOINT`` (call inside the running loop, before the start)."""
     spec = os.environ.get("SMARTMESH_FAILPOINT", "")
     if not spec:
         return
-    name, _, count = spec.partition(":")
-    if name != "after_commit" or not count.isdigit():
+    name, _, rest = spec.partition(":")
+    count, _, arming = rest.partition(":")
+    if name != "after_commit" or not count.isdigit() or arming not in ("", "on_sigusr1"):
         raise StartError(f"SMARTMESH_FAILPOINT: unknown failpoint {spec!r}")
-    node.runtime.crash_after_commits = int(count)
+    if arming:
+        runtime = node.runtime
+        asyncio.get_running_loop().add_signal_handler(
+            signal.SIGUSR1, lambda: runtime.crash_after(int(count))
+        )
+    else:
+        node.runtime.crash_after_commits = int(count)
 
 
 async def run_node(config: NodeConfig, out: TextIO = sys.stdout) -> int:

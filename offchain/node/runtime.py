@@ -120,8 +120,8 @@ class NodeRuntime:
         self._running = False
         self.crash_after_commits: int | None = None
         """Failpoint for crash tests: exit like ``kill -9`` right after this many commits
-        that logged inputs, before their effects run (``main`` sets it from
-        ``SMARTMESH_FAILPOINT``)."""
+        that logged inputs (counted since the start), before their effects run (``main``
+        sets it from ``SMARTMESH_FAILPOINT``, or arms it later with ``crash_after``)."""
         self._commits = 0
         self.stats = {"inputs": 0, "batches": 0, "ticks_skipped": 0, "core_errors": 0}
 
@@ -186,6 +186,14 @@ class NodeRuntime:
             self.store.mark_done(self._done_keys)
             self._done_keys = []
             self.store.snapshot(self.state)
+
+    def crash_after(self, commits: int) -> None:
+        """Arm the failpoint from now: exit after ``commits`` more commits that log inputs.
+
+        A crash test arms a node once it is idle, so that only the commits of what it does
+        next count (the commits of its start, graph updates, depend on timing)."""
+        self.crash_after_commits = self._commits + commits
+        log.warning("failpoint armed: exiting after %d more commits", commits)
 
     # -- inputs -----------------------------------------------------------------------------
 

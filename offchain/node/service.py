@@ -181,7 +181,7 @@ class NodeService(Protocol):
 
     async def settle(self, token: Address, partner: Address) -> ChannelInfo: ...
 
-    def pay(
+    async def pay(
         self,
         token: Address,
         target: Address,
@@ -193,7 +193,8 @@ class NodeService(Protocol):
         secrethash: bytes | None = None,
         direct: bool = False,
     ) -> PaymentInfo:
-        """Start a payment and return at once (status PENDING) with its id.
+        """Start a payment; return once it is recorded (committed: a crash after the
+        answer cannot lose it), with its id and status (PENDING unless already over).
 
         ``direct``: a direct transfer to a channel partner (no lock, final at once).
         ``secret``/``secrethash``: supplied by the payer (pay on delivery, swaps); by

@@ -438,7 +438,7 @@ class MemoryNodeService:
         channel.status = ChannelStatus.SETTLED
         self._event("channel_settled", channel)
 
-    def pay(
+    async def pay(
         self,
         token: Address,
         target: Address,

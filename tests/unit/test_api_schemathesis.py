@@ -37,7 +37,7 @@ def served() -> Iterator[ServedApi]:
         # requests reach the node's rules and not only the API's checks.
         async def prepare() -> None:
             await service.open_channel(TOKEN, PARTNER, 1000, None)
-            service.pay(TOKEN, PARTNER, 1, direct=True)
+            await service.pay(TOKEN, PARTNER, 1, direct=True)
 
         api.run(prepare())
         yield api
