@@ -267,10 +267,15 @@ class Store:
         if isinstance(event, ActionPay):
             self._payment_started(event, now)
         elif isinstance(event, ActionPayDirect):
+            # The core refuses a batch as a whole (e.g. more than the channel can spend):
+            # then its payments are failed at once, not pending forever.
+            refused = next((e for e in effects if isinstance(e, EventActionRefused)), None)
+            status, reason = ("pending", None) if refused is None else ("failed", "rejected")
+            finished = None if refused is None else now
             for entry in event.payments:
                 self._payment_row(
                     "sent", entry.payment_id, event.partner, event.token_network,
-                    entry.amount, 0, "pending", None, None, None, now, None,
+                    entry.amount, 0, status, reason, None, None, now, finished,
                 )  # fmt: skip
         work: list[tuple[int, int, str, bytes | None, bytes]] = []
         for idx, effect in enumerate(effects):

@@ -13,8 +13,9 @@ import pytest
 from offchain.node.errors import StoreError, StoreLockedError
 from offchain.node.store import Store, schema_version
 from offchain.protocol import codec
+from offchain.protocol.messages import BatchEntry, PaymentId
 from offchain.protocol.node import transition
-from offchain.protocol.transitions import ActionPay, ReceiveMessage, SendMessage
+from offchain.protocol.transitions import ActionPay, ActionPayDirect, ReceiveMessage, SendMessage
 from offchain.protocol.types import TokenAmount
 from tests.lib.network import TOKEN_NETWORK, Network, secret_for
 from tests.unit.test_node_encoding import comparable
@@ -144,3 +145,20 @@ def test_schema__newer_database_refused__not_a_database_refused(tmp_path: Path) 
     with pytest.raises(StoreError, match="not a usable database"):
         Store.open(junk)
     Store.open(junk.with_name("other.sqlite3")).close()  # the lock of the failed open is free
+
+
+def test_a_refused_direct_batch__its_payments_fail_at_once(tmp_path: Path) -> None:
+    net = Network.create(2)
+    a, b = net.line(10)
+    store = Store.open(tmp_path / "n.sqlite3")
+    too_much = ActionPayDirect(
+        net.now, TOKEN_NETWORK, b, (BatchEntry(PaymentId(1), TokenAmount(8)),
+                                     BatchEntry(PaymentId(2), TokenAmount(8)))
+    )  # fmt: skip
+    run_logged(net, store, a, too_much)
+    rows = store.payments("direction = 'sent'")
+    assert sorted((r["payment_id"], r["status"], r["reason"]) for r in rows) == [
+        (1, "failed", "rejected"),
+        (2, "failed", "rejected"),
+    ]
+    store.close()
