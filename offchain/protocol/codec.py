@@ -116,7 +116,8 @@ def encode_body(message: Message) -> bytes:
                 value >>= 7
             out.append(value)
         elif code == _FIXED_INT:
-            _check_int(value, limit, name)
+            if type(value) is not int or not 0 <= value <= limit:
+                _check_int(value, limit, name)  # the common case is tested inline above
             out += int(value).to_bytes(size, "big")
         elif code == _PAYMENTS:
             _put_payments(out, value, name)
