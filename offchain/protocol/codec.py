@@ -96,6 +96,30 @@ def _put_varint(out: bytearray, value: int) -> None:
             return
 
 
+KNOWN_BODIES: Final = 64
+"""Message objects whose bodies `encode_body` remembers (`remember_body`), oldest out first."""
+
+# Bodies known for particular message objects, by identity: the bytes a message was decoded
+# from, and bodies the signer has encoded (see `remember_body`). A node encodes the body of
+# every message it sends twice (to sign it, then on the wire) and of every message it
+# receives once more (to check its signature), though it holds those bytes: this saves the
+# second encodings. By identity, not equality, so an entry only ever answers for the very
+# object it was made for (an equal message with a `True` for a 1 must still be refused);
+# an entry holds its message, so no other object can take its id while it lives.
+_KNOWN_BODIES: dict[int, tuple[Message, bytes]] = {}
+
+
+def remember_body(message: Message, body: bytes) -> None:
+    """Note that `body` is `encode_body(message)` for this very object.
+
+    For callers that have the canonical body at hand: the signer, whose signed copy has
+    the body of the unsigned message it just encoded (the body leaves the signature out).
+    """
+    _KNOWN_BODIES[id(message)] = (message, body)
+    if len(_KNOWN_BODIES) > KNOWN_BODIES:
+        _KNOWN_BODIES.pop(next(iter(_KNOWN_BODIES)), None)
+
+
 def encode(message: Message) -> bytes:
     """The canonical bytes of `message` (body and signature)."""
     return encode_body(message) + _checked_signature(message.signature)
@@ -103,6 +127,9 @@ def encode(message: Message) -> bytes:
 
 def encode_body(message: Message) -> bytes:
     """The bytes the signature covers: everything but the trailing signature."""
+    known = _KNOWN_BODIES.get(id(message))
+    if known is not None and known[0] is message:
+        return known[1]
     out = bytearray((WIRE_VERSION, message.TYPE))
     # Plans are per class, with plain ints for the field kinds: this runs several times per
     # message (body hash when signing, when checking, the wire), so enum lookups showed.
@@ -243,6 +270,7 @@ def decode(data: bytes) -> Message:
             chunk = data[pos : pos + size]
             pos += size
             values.append(int.from_bytes(chunk, "big") if code == _FIXED_INT else chunk)
+    body_end = pos
     if pos + SIGNATURE_LENGTH > end:
         raise DecodeError("truncated message")
     values.append(data[pos : pos + SIGNATURE_LENGTH])
@@ -257,7 +285,11 @@ def decode(data: bytes) -> Message:
         except ValueError:
             raise DecodeError(f"unknown return reason {reason}") from None
     # Positional: `_check_layouts` holds every class's fields to FIELDS + signature.
-    return cls(*values)  # type: ignore[arg-type]
+    message = cls(*values)  # type: ignore[arg-type]
+    # Canonical: its body encodes to exactly the bytes it came from (the receiver hashes
+    # them to check the signature).
+    remember_body(message, data[:body_end])
+    return message
 
 
 def _read_payments(data: bytes, pos: int) -> tuple[tuple[BatchEntry, ...], int]:

@@ -39,18 +39,25 @@ M = TypeVar("M", bound=Message)
 
 def body_hash(message: Message) -> bytes:
     """keccak256 of the message's body (its encoding without the signature)."""
+    return _body_and_hash(message)[1]
+
+
+def _body_and_hash(message: Message) -> tuple[bytes, bytes]:
     try:
-        return _cached_body_hash(message)
+        return _cached_body_and_hash(message)
     except TypeError:  # an unhashable field value: let the codec say what is wrong
-        return keccak256(codec.encode_body(message))
+        body = codec.encode_body(message)
+        return body, keccak256(body)
 
 
 @functools.lru_cache(maxsize=4096)
-def _cached_body_hash(message: Message) -> bytes:
+def _cached_body_and_hash(message: Message) -> tuple[bytes, bytes]:
     # A message's body is hashed when it is signed, when the signature is checked and when
     # the proof is stored, on both sides: hashing the frozen message is cheaper than
-    # encoding it again. Equal messages have equal bodies, so the cache is exact.
-    return keccak256(codec.encode_body(message))
+    # encoding it again. Equal messages have equal bodies, so the cache is exact. The body
+    # is kept too, for `sign`.
+    body = codec.encode_body(message)
+    return body, keccak256(body)
 
 
 @functools.lru_cache(maxsize=256)
@@ -118,7 +125,11 @@ def sign(
 ) -> M:
     """`message` with its signature made by `key` (the sender's)."""
     signature = sign_digest(key, digest(message, chain_id, sender, partner, balance_hash))
-    return frozen.replace(message, signature=signature)
+    signed = frozen.replace(message, signature=signature)
+    # The body leaves the signature out: the signed copy's is the one just hashed, which
+    # the codec then need not encode again for the wire.
+    codec.remember_body(signed, _body_and_hash(message)[0])
+    return signed
 
 
 def signer_of(
