@@ -202,9 +202,7 @@ def _sign_new_end(
     our = channel.our
     transferred = our.transferred if transferred is None else transferred
     locks = our.locks if locks is None else locks
-    # The body leaves the signature out: the unsigned message's is the signed one's.
-    additional_hash = signing.body_hash(message)
-    signed = signing.sign(
+    signed, additional_hash = signing.sign_with_body_hash(
         key,
         message,
         channel.chain_id,
@@ -212,6 +210,7 @@ def _sign_new_end(
         channel.partner.address,
         _balance_hash_of(transferred, locks),
     )
+    assert additional_hash is not None  # a balance proof's signature covers its body
     new_our = frozen.replace(
         our,
         transferred=transferred,
@@ -505,7 +504,7 @@ def receive(
         return derived
     partner = channel.partner
     try:
-        signer = signing.signer_of(
+        signer, additional_hash = signing.signer_with_body_hash(
             message,
             channel.chain_id,
             partner.address,
@@ -516,6 +515,7 @@ def receive(
         return Rejected(f"malformed signature: {error}")
     if signer != partner.address:
         return Rejected("signature does not match the partner's balance")
+    assert additional_hash is not None  # a balance proof's signature covers its body
     # The partner's end is rebuilt once, with the derived balance and the proof together.
     new_partner = frozen.replace(
         partner,
@@ -524,7 +524,7 @@ def receive(
         mirrors=derived.mirrors,
         nonce=message.nonce,
         signature=message.signature,
-        additional_hash=signing.body_hash(message),
+        additional_hash=additional_hash,
     )
     return frozen.replace(channel, partner=new_partner)
 

@@ -78,18 +78,36 @@ def digest(
     `sender` and `partner` are the channel's two ends (they name the channel id);
     `balance_hash` is required for balance-proof messages and ignored otherwise.
     """
+    return _digest_and_body(message, chain_id, sender, partner, balance_hash)[0]
+
+
+def _digest_and_body(
+    message: Message,
+    chain_id: int,
+    sender: Address,
+    partner: Address,
+    balance_hash: BalanceHash | None,
+) -> tuple[bytes, tuple[bytes, bytes] | None]:
+    """`digest`, and the message's (body, body hash) when the digest covers them.
+
+    Returned so that the signer and the checker of a message look its body up once: each
+    lookup hashes the whole frozen message.
+    """
     domain = _domain(chain_id, message.token_network)
     match message.SIGNING:
         case Signing.BALANCE_PROOF:
             if balance_hash is None:
                 raise ValidationError("a balance-proof message needs its balance hash")
+            cid = channel_id(sender, partner)  # checked before the body, as ever
+            body = _body_and_hash(message)
             struct: eip712.SignedStruct = eip712.BalanceProof(
-                channel_id=channel_id(sender, partner),
+                channel_id=cid,
                 generation=message.generation,  # type: ignore[union-attr]
                 nonce=message.nonce,  # type: ignore[union-attr]
                 balance_hash=balance_hash,
-                additional_hash=AdditionalHash(body_hash(message)),
+                additional_hash=AdditionalHash(body[1]),
             )
+            return eip712.digest(domain, struct), body
         case Signing.WITHDRAW:
             assert isinstance(message, WithdrawRequest | WithdrawConfirmation | WithdrawExpired)
             struct = eip712.Withdraw(
@@ -109,10 +127,10 @@ def digest(
                 expiration=message.expiration,
             )
         case Signing.MESSAGE:
-            return keccak256(
-                b"\x19\x01" + domain.separator + keccak256(MESSAGE_TYPEHASH + body_hash(message))
-            )
-    return eip712.digest(domain, struct)
+            body = _body_and_hash(message)
+            inner = keccak256(MESSAGE_TYPEHASH + body[1])
+            return keccak256(b"\x19\x01" + domain.separator + inner), body
+    return eip712.digest(domain, struct), None
 
 
 def sign(
@@ -124,12 +142,27 @@ def sign(
     balance_hash: BalanceHash | None = None,
 ) -> M:
     """`message` with its signature made by `key` (the sender's)."""
-    signature = sign_digest(key, digest(message, chain_id, sender, partner, balance_hash))
-    signed = frozen.replace(message, signature=signature)
+    return sign_with_body_hash(key, message, chain_id, sender, partner, balance_hash)[0]
+
+
+def sign_with_body_hash(
+    key: PrivateKey,
+    message: M,
+    chain_id: int,
+    sender: Address,
+    partner: Address,
+    balance_hash: BalanceHash | None = None,
+) -> tuple[M, bytes | None]:
+    """`sign`, and the message's body hash if the signature covers it (a balance proof's
+    additional hash), None if not (withdraw and cooperative-settle messages)."""
+    signed_digest, body = _digest_and_body(message, chain_id, sender, partner, balance_hash)
+    signed = frozen.replace(message, signature=sign_digest(key, signed_digest))
+    if body is None:
+        return signed, None
     # The body leaves the signature out: the signed copy's is the one just hashed, which
     # the codec then need not encode again for the wire.
-    codec.remember_body(signed, _body_and_hash(message)[0])
-    return signed
+    codec.remember_body(signed, body[0])
+    return signed, body[1]
 
 
 def signer_of(
@@ -144,4 +177,17 @@ def signer_of(
     The caller compares the result with the expected signer: a signature over anything
     else (another channel, balance, chain) recovers some other address.
     """
-    return recover(digest(message, chain_id, sender, partner, balance_hash), message.signature)
+    return signer_with_body_hash(message, chain_id, sender, partner, balance_hash)[0]
+
+
+def signer_with_body_hash(
+    message: Message,
+    chain_id: int,
+    sender: Address,
+    partner: Address,
+    balance_hash: BalanceHash | None = None,
+) -> tuple[Address, bytes | None]:
+    """`signer_of`, and the message's body hash if the signature covers it (a balance
+    proof's additional hash), None if not."""
+    signed_digest, body = _digest_and_body(message, chain_id, sender, partner, balance_hash)
+    return recover(signed_digest, message.signature), None if body is None else body[1]

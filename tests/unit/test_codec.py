@@ -26,6 +26,7 @@ from offchain.protocol.messages import (
     ReturnReason,
     SecretReveal,
     TransferBatch,
+    WithdrawRequest,
 )
 from offchain.protocol.wire_doc import message_tables
 
@@ -374,6 +375,15 @@ def test_known_body__signed_message__the_body_of_its_unsigned_twin() -> None:
     assert signed.signature != unsigned.signature
     assert encode(signed) == fresh_encoding(signed)
     assert codec.encode_body(signed) == codec.encode_body(dataclasses.replace(unsigned))
+
+
+def test_known_body__struct_signatures__the_body_is_not_encoded_to_sign() -> None:
+    # A withdraw signs its EIP-712 struct (uint256 amounts), not its body: signing one the
+    # wire cannot carry works as ever, and only its encoding is refused.
+    request = WithdrawRequest(b"\x01" * 20, 1, b"\x04" * 20, 2**100, 5, b"\x00" * 65)
+    signed = signing.sign(b"\x07" * 32, request, 1, b"\x04" * 20, b"\x05" * 20)
+    with pytest.raises(EncodeError):
+        encode(signed)
 
 
 def test_known_bodies__bounded() -> None:
