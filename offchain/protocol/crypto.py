@@ -75,7 +75,14 @@ def _coincurve_key(priv: bytes) -> coincurve.PrivateKey:
 def _address_from_public_key(public_key: coincurve.PublicKey) -> Address:
     # Uncompressed SEC1 encoding is 0x04 ‖ X ‖ Y; Ethereum hashes X ‖ Y.
     uncompressed: bytes = public_key.format(compressed=False)
-    return Address(keccak256(uncompressed[1:])[12:])
+    return _address_of_point(uncompressed[1:])
+
+
+@functools.lru_cache(maxsize=1024)
+def _address_of_point(xy: bytes) -> Address:
+    # Cached: a node checks signatures of a few partners over and over, and looking the
+    # 64 bytes up is cheaper than hashing them again.
+    return Address(keccak256(xy)[12:])
 
 
 def address_from_private_key(priv: bytes) -> Address:
@@ -146,8 +153,7 @@ def recover(digest: bytes, sig: bytes) -> Address:
     lib.secp256k1_ec_pubkey_serialize(
         ctx, uncompressed, length, public_key, lib.SECP256K1_EC_UNCOMPRESSED
     )
-    # Uncompressed SEC1 encoding is 0x04 ‖ X ‖ Y; Ethereum hashes X ‖ Y.
-    address = Address(keccak256(ffi.buffer(uncompressed)[1:])[12:])
+    address = _address_of_point(ffi.buffer(uncompressed)[1:])  # 0x04 ‖ X ‖ Y: X ‖ Y
     if address == ZERO_ADDRESS:
         raise InvalidSignature("signature recovers the zero address")
     return address
