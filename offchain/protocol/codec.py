@@ -11,7 +11,9 @@ Canonical: each message has exactly one encoding. `decode` refuses non-minimal v
 values out of range, unknown versions, types or reasons, list counts outside their range,
 short input and trailing bytes, so `encode(decode(b)) == b` for every accepted `b` and
 `decode(encode(m)) == m` for every message. Any input that is not a valid encoding raises
-`DecodeError` and nothing else.
+`DecodeError` and nothing else. Being canonical also lets the codec remember, per message
+object, the body it was decoded from or that its signer encoded (`remember_body`), so that
+the same body is not encoded again.
 
 Does not belong here: signature checks (the signature is carried, not verified), channel
 rules, or I/O.
@@ -144,7 +146,7 @@ def encode_body(message: Message) -> bytes:
             out.append(value)
         elif code == _FIXED_INT:
             if type(value) is not int or not 0 <= value <= limit:
-                _check_int(value, limit, name)  # the common case is tested inline above
+                _check_int(value, limit, name)  # refuses; a plain int in range needs no call
             out += int(value).to_bytes(size, "big")
         elif code == _PAYMENTS:
             _put_payments(out, value, name)

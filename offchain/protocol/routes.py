@@ -5,6 +5,7 @@ fee schedules, as the caller knows them); `find_routes`, up to k candidate route
 payer to a target for an amount, with exclusions, penalties, a fee budget and a hop limit;
 and `NoRouteReason`, why there is none. The graph and the penalties are data: how the node
 learns channels, capacities and fees, and what failed recently, is the node's business.
+A graph never changes once built, so `find_routes` remembers its answers per graph.
 
 Does not belong here: fee arithmetic (`fees`; the search inlines its kernel in the hot
 loop, and the tests hold the two to the same results), sending or retrying payments, I/O,

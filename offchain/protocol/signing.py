@@ -1,9 +1,11 @@
 """What each message's signature covers, and how to sign and check it.
 
 Belongs here: the digest of a message in its token network's EIP-712 domain, for the four
-kinds of `messages.Signing`, and `sign` / `signer_of` over them. Balance-proof messages
-need the balance hash of the sender's new (T, L, locksroot), which only the channel
-knows, so it is a parameter; everything else is derived from the message itself.
+kinds of `messages.Signing`, and `sign` / `signer_of` over them (the `*_with_body_hash`
+variants also give the body hash they used: a balance proof's additional hash, which the
+channel stores). Balance-proof messages need the balance hash of the sender's new (T, L,
+locksroot), which only the channel knows, so it is a parameter; everything else is
+derived from the message itself.
 
 Does not belong here: whether a signer is the right one for a channel (`channel`), or
 the byte encoding (`codec`, used for the body hash).
