@@ -20,9 +20,14 @@ from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 from offchain.protocol import frozen, signing
-from offchain.protocol.crypto import sha256
 from offchain.protocol.errors import InvalidSignature
-from offchain.protocol.locks import MAX_PENDING_LOCKS, Lock, balance_hash, locksroot
+from offchain.protocol.locks import (
+    MAX_PENDING_LOCKS,
+    Lock,
+    balance_hash,
+    locksroot,
+    secrethash_of,
+)
 from offchain.protocol.messages import (
     MAX_BATCH_PAYMENTS,
     BatchEntry,
@@ -401,7 +406,7 @@ def make_unlock(
     nonce = _next_nonce(channel)
     if isinstance(nonce, Rejected):
         return nonce
-    secrethash = SecretHash(sha256(secret))
+    secrethash = secrethash_of(secret)
     lock = channel.our.lock_for(secrethash)
     if lock is None:
         return Rejected("no such lock")
@@ -588,7 +593,7 @@ def _derive_partner(
                 partner.mirrors | {message.secrethash},
             )
         case Unlock():
-            secrethash = SecretHash(sha256(message.secret))
+            secrethash = secrethash_of(message.secret)
             unlocked = partner.lock_for(secrethash)
             if unlocked is None:
                 return Rejected("unlock of an unknown lock")
