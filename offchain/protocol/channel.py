@@ -17,12 +17,17 @@ import enum
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from offchain.protocol import frozen, signing
-from offchain.protocol.crypto import sha256
 from offchain.protocol.errors import InvalidSignature
-from offchain.protocol.locks import MAX_PENDING_LOCKS, Lock, balance_hash, locksroot
+from offchain.protocol.locks import (
+    MAX_PENDING_LOCKS,
+    Lock,
+    balance_hash,
+    locksroot,
+    secrethash_of,
+)
 from offchain.protocol.messages import (
     MAX_BATCH_PAYMENTS,
     BatchEntry,
@@ -186,18 +191,39 @@ def spendable(end: EndState, other: EndState, now: Timestamp | None = None) -> T
 
 
 def _sign_new_end(
-    channel: ChannelState, key: PrivateKey, new_our: EndState, message: BalanceProofMessage
+    channel: ChannelState,
+    key: PrivateKey,
+    message: BalanceProofMessage,
+    *,
+    transferred: TokenAmount | None = None,
+    locks: tuple[Lock, ...] | None = None,
+    mirrors: frozenset[SecretHash] | None = None,
 ) -> tuple[ChannelState, BalanceProofMessage]:
-    signed = signing.sign(
+    """Sign `message`, our next proof, over our end with these changes (None: unchanged).
+
+    Our end is rebuilt once, with the changes and the proof together: this runs for every
+    proof we send.
+    """
+    our = channel.our
+    transferred = our.transferred if transferred is None else transferred
+    locks = our.locks if locks is None else locks
+    signed, additional_hash = signing.sign_with_body_hash(
         key,
         message,
         channel.chain_id,
-        channel.our.address,
+        our.address,
         channel.partner.address,
-        new_our.balance_hash,
+        _balance_hash_of(transferred, locks),
     )
+    assert additional_hash is not None  # a balance proof's signature covers its body
     new_our = frozen.replace(
-        new_our, signature=signed.signature, additional_hash=signing.body_hash(signed)
+        our,
+        transferred=transferred,
+        locks=locks,
+        mirrors=our.mirrors if mirrors is None else mirrors,
+        nonce=message.nonce,
+        signature=signed.signature,
+        additional_hash=additional_hash,
     )
     return frozen.replace(channel, our=new_our), signed
 
@@ -221,13 +247,12 @@ def make_direct_transfer(
         return Rejected("amount must be positive")
     if amount > spendable(channel.our, channel.partner):
         return Rejected("insufficient capacity")
-    new_our = frozen.replace(
-        channel.our, transferred=TokenAmount(channel.our.transferred + amount), nonce=nonce
-    )
     message = DirectTransfer(
         channel.token_network, channel.generation, nonce, payment_id, amount, PLACEHOLDER_SIGNATURE
     )
-    new_channel, signed = _sign_new_end(channel, key, new_our, message)
+    new_channel, signed = _sign_new_end(
+        channel, key, message, transferred=TokenAmount(channel.our.transferred + amount)
+    )
     assert isinstance(signed, DirectTransfer)
     return new_channel, signed
 
@@ -249,13 +274,12 @@ def make_transfer_batch(
         return total
     if total > spendable(channel.our, channel.partner):
         return Rejected("insufficient capacity")
-    new_our = frozen.replace(
-        channel.our, transferred=TokenAmount(channel.our.transferred + total), nonce=nonce
-    )
     message = TransferBatch(
         channel.token_network, channel.generation, nonce, payments, PLACEHOLDER_SIGNATURE
     )
-    new_channel, signed = _sign_new_end(channel, key, new_our, message)
+    new_channel, signed = _sign_new_end(
+        channel, key, message, transferred=TokenAmount(channel.our.transferred + total)
+    )
     assert isinstance(signed, TransferBatch)
     return new_channel, signed
 
@@ -305,7 +329,6 @@ def make_locked_transfer(
     problem = check_new_lock(channel, lock, now) or _check_room(channel.our, channel.partner, lock)
     if problem is not None:
         return problem
-    new_our = frozen.replace(channel.our, locks=(*channel.our.locks, lock), nonce=nonce)
     message = LockedTransfer(
         channel.token_network,
         channel.generation,
@@ -318,7 +341,7 @@ def make_locked_transfer(
         target_amount,
         PLACEHOLDER_SIGNATURE,
     )
-    new_channel, signed = _sign_new_end(channel, key, new_our, message)
+    new_channel, signed = _sign_new_end(channel, key, message, locks=(*channel.our.locks, lock))
     assert isinstance(signed, LockedTransfer)
     return new_channel, signed
 
@@ -343,12 +366,6 @@ def make_lock_return(
     problem = _check_room(channel.our, channel.partner, lock)
     if problem is not None:
         return problem
-    new_our = frozen.replace(
-        channel.our,
-        locks=(*channel.our.locks, lock),
-        nonce=nonce,
-        mirrors=channel.our.mirrors | {secrethash},
-    )
     message = LockReturn(
         channel.token_network,
         channel.generation,
@@ -361,7 +378,13 @@ def make_lock_return(
         failed_hop,
         PLACEHOLDER_SIGNATURE,
     )
-    new_channel, signed = _sign_new_end(channel, key, new_our, message)
+    new_channel, signed = _sign_new_end(
+        channel,
+        key,
+        message,
+        locks=(*channel.our.locks, lock),
+        mirrors=channel.our.mirrors | {secrethash},
+    )
     assert isinstance(signed, LockReturn)
     return new_channel, signed
 
@@ -383,7 +406,7 @@ def make_unlock(
     nonce = _next_nonce(channel)
     if isinstance(nonce, Rejected):
         return nonce
-    secrethash = SecretHash(sha256(secret))
+    secrethash = secrethash_of(secret)
     lock = channel.our.lock_for(secrethash)
     if lock is None:
         return Rejected("no such lock")
@@ -394,17 +417,17 @@ def make_unlock(
         # take back capacity the pair had already freed. It expires as a pair (or, when
         # its secret is registered in time, the original is unlocked first).
         return Rejected("lock was returned")
-    new_our = frozen.replace(
-        channel.our,
-        transferred=TokenAmount(channel.our.transferred + lock.amount),
-        locks=tuple(item for item in channel.our.locks if item.secrethash != secrethash),
-        nonce=nonce,
-        mirrors=channel.our.mirrors - {secrethash},
-    )
     message = Unlock(
         channel.token_network, channel.generation, nonce, payment_id, secret, PLACEHOLDER_SIGNATURE
     )
-    new_channel, signed = _sign_new_end(channel, key, new_our, message)
+    new_channel, signed = _sign_new_end(
+        channel,
+        key,
+        message,
+        transferred=TokenAmount(channel.our.transferred + lock.amount),
+        locks=tuple(item for item in channel.our.locks if item.secrethash != secrethash),
+        mirrors=channel.our.mirrors - {secrethash},
+    )
     assert isinstance(signed, Unlock)
     return new_channel, signed
 
@@ -423,16 +446,16 @@ def make_lock_expired(
         return Rejected("lock not expired")
     if _original_pending(channel.our, channel.partner, lock):
         return Rejected("the original of this mirror is still pending")
-    new_our = frozen.replace(
-        channel.our,
-        locks=tuple(item for item in channel.our.locks if item.secrethash != secrethash),
-        nonce=nonce,
-        mirrors=channel.our.mirrors - {secrethash},
-    )
     message = LockExpired(
         channel.token_network, channel.generation, nonce, secrethash, PLACEHOLDER_SIGNATURE
     )
-    new_channel, signed = _sign_new_end(channel, key, new_our, message)
+    new_channel, signed = _sign_new_end(
+        channel,
+        key,
+        message,
+        locks=tuple(item for item in channel.our.locks if item.secrethash != secrethash),
+        mirrors=channel.our.mirrors - {secrethash},
+    )
     assert isinstance(signed, LockExpired)
     return new_channel, signed
 
@@ -481,28 +504,42 @@ def receive(
         return Rejected("channel not open")
     if message.nonce != channel.partner.nonce + 1:
         return Rejected(f"nonce {message.nonce} is not {channel.partner.nonce + 1}")
-    new_partner = _derive_partner(channel, message, now, secret_registered_in_time)
-    if isinstance(new_partner, Rejected):
-        return new_partner
+    derived = _derive_partner(channel, message, now, secret_registered_in_time)
+    if isinstance(derived, Rejected):
+        return derived
+    partner = channel.partner
     try:
-        signer = signing.signer_of(
+        signer, additional_hash = signing.signer_with_body_hash(
             message,
             channel.chain_id,
-            channel.partner.address,
+            partner.address,
             channel.our.address,
-            new_partner.balance_hash,
+            _balance_hash_of(derived.transferred, derived.locks),
         )
     except InvalidSignature as error:
         return Rejected(f"malformed signature: {error}")
-    if signer != channel.partner.address:
+    if signer != partner.address:
         return Rejected("signature does not match the partner's balance")
+    assert additional_hash is not None  # a balance proof's signature covers its body
+    # The partner's end is rebuilt once, with the derived balance and the proof together.
     new_partner = frozen.replace(
-        new_partner,
+        partner,
+        transferred=derived.transferred,
+        locks=derived.locks,
+        mirrors=derived.mirrors,
         nonce=message.nonce,
         signature=message.signature,
-        additional_hash=signing.body_hash(message),
+        additional_hash=additional_hash,
     )
     return frozen.replace(channel, partner=new_partner)
+
+
+class _Derived(NamedTuple):
+    """What a partner's proof says its end holds now: T, the pending locks, the mirrors."""
+
+    transferred: TokenAmount
+    locks: tuple[Lock, ...]
+    mirrors: frozenset[SecretHash]
 
 
 def _derive_partner(
@@ -510,7 +547,7 @@ def _derive_partner(
     message: BalanceProofMessage,
     now: Timestamp,
     secret_registered_in_time: bool,
-) -> EndState | Rejected:
+) -> _Derived | Rejected:
     partner, our = channel.partner, channel.our
     match message:
         case DirectTransfer():
@@ -518,8 +555,8 @@ def _derive_partner(
                 return Rejected("amount must be positive")
             if message.amount > spendable(partner, our, now):
                 return Rejected("amount exceeds the partner's capacity")
-            return frozen.replace(
-                partner, transferred=TokenAmount(partner.transferred + message.amount)
+            return _Derived(
+                TokenAmount(partner.transferred + message.amount), partner.locks, partner.mirrors
             )
         case TransferBatch():
             total = _batch_total(message.payments)
@@ -527,7 +564,9 @@ def _derive_partner(
                 return total
             if total > spendable(partner, our, now):
                 return Rejected("amount exceeds the partner's capacity")
-            return frozen.replace(partner, transferred=TokenAmount(partner.transferred + total))
+            return _Derived(
+                TokenAmount(partner.transferred + total), partner.locks, partner.mirrors
+            )
         case LockedTransfer():
             lock = Lock(message.expiration, message.amount, message.secrethash)
             # A lock that arrives with too little time left (a slow transport) is still the
@@ -540,7 +579,7 @@ def _derive_partner(
                 return problem
             if message.target_amount > message.amount:
                 return Rejected("target amount above the lock amount")
-            return frozen.replace(partner, locks=(*partner.locks, lock))
+            return _Derived(partner.transferred, (*partner.locks, lock), partner.mirrors)
         case LockReturn():
             # Only the netting depends on it mirroring one of our pending locks; if ours was
             # unlocked meanwhile (the two messages crossed), it is a plain lock in our favour.
@@ -548,23 +587,22 @@ def _derive_partner(
             problem = _check_room(partner, our, lock, now)
             if problem is not None:
                 return problem
-            return frozen.replace(
-                partner,
-                locks=(*partner.locks, lock),
-                mirrors=partner.mirrors | {message.secrethash},
+            return _Derived(
+                partner.transferred,
+                (*partner.locks, lock),
+                partner.mirrors | {message.secrethash},
             )
         case Unlock():
-            secrethash = SecretHash(sha256(message.secret))
+            secrethash = secrethash_of(message.secret)
             unlocked = partner.lock_for(secrethash)
             if unlocked is None:
                 return Rejected("unlock of an unknown lock")
             # Accepted even if we mirrored it: the payer unlocked before our return reached
             # it. We are paid, and we owe the mirror back (we now know its secret).
-            return frozen.replace(
-                partner,
-                transferred=TokenAmount(partner.transferred + unlocked.amount),
-                locks=tuple(item for item in partner.locks if item.secrethash != secrethash),
-                mirrors=partner.mirrors - {secrethash},
+            return _Derived(
+                TokenAmount(partner.transferred + unlocked.amount),
+                tuple(item for item in partner.locks if item.secrethash != secrethash),
+                partner.mirrors - {secrethash},
             )
         case LockExpired():
             expired = partner.lock_for(message.secrethash)
@@ -576,10 +614,8 @@ def _derive_partner(
                 return Rejected("secret registered on chain before the lock expired")
             if _original_pending(partner, our, expired):
                 return Rejected("the original of this mirror is still pending")
-            return frozen.replace(
-                partner,
-                locks=tuple(
-                    item for item in partner.locks if item.secrethash != message.secrethash
-                ),
-                mirrors=partner.mirrors - {message.secrethash},
+            return _Derived(
+                partner.transferred,
+                tuple(item for item in partner.locks if item.secrethash != message.secrethash),
+                partner.mirrors - {message.secrethash},
             )

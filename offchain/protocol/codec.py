@@ -11,7 +11,9 @@ Canonical: each message has exactly one encoding. `decode` refuses non-minimal v
 values out of range, unknown versions, types or reasons, list counts outside their range,
 short input and trailing bytes, so `encode(decode(b)) == b` for every accepted `b` and
 `decode(encode(m)) == m` for every message. Any input that is not a valid encoding raises
-`DecodeError` and nothing else.
+`DecodeError` and nothing else. Being canonical also lets the codec remember, per message
+object, the body it was decoded from or that its signer encoded (`remember_body`), so that
+the same body is not encoded again.
 
 Does not belong here: signature checks (the signature is carried, not verified), channel
 rules, or I/O.
@@ -96,6 +98,30 @@ def _put_varint(out: bytearray, value: int) -> None:
             return
 
 
+KNOWN_BODIES: Final = 64
+"""Message objects whose bodies `encode_body` remembers (`remember_body`), oldest out first."""
+
+# Bodies known for particular message objects, by identity: the bytes a message was decoded
+# from, and bodies the signer has encoded (see `remember_body`). A node encodes the body of
+# every message it sends twice (to sign it, then on the wire) and of every message it
+# receives once more (to check its signature), though it holds those bytes: this saves the
+# second encodings. By identity, not equality, so an entry only ever answers for the very
+# object it was made for (an equal message with a `True` for a 1 must still be refused);
+# an entry holds its message, so no other object can take its id while it lives.
+_KNOWN_BODIES: dict[int, tuple[Message, bytes]] = {}
+
+
+def remember_body(message: Message, body: bytes) -> None:
+    """Note that `body` is `encode_body(message)` for this very object.
+
+    For callers that have the canonical body at hand: the signer, whose signed copy has
+    the body of the unsigned message it just encoded (the body leaves the signature out).
+    """
+    _KNOWN_BODIES[id(message)] = (message, body)
+    if len(_KNOWN_BODIES) > KNOWN_BODIES:
+        _KNOWN_BODIES.pop(next(iter(_KNOWN_BODIES)), None)
+
+
 def encode(message: Message) -> bytes:
     """The canonical bytes of `message` (body and signature)."""
     return encode_body(message) + _checked_signature(message.signature)
@@ -103,6 +129,9 @@ def encode(message: Message) -> bytes:
 
 def encode_body(message: Message) -> bytes:
     """The bytes the signature covers: everything but the trailing signature."""
+    known = _KNOWN_BODIES.get(id(message))
+    if known is not None and known[0] is message:
+        return known[1]
     out = bytearray((WIRE_VERSION, message.TYPE))
     # Plans are per class, with plain ints for the field kinds: this runs several times per
     # message (body hash when signing, when checking, the wire), so enum lookups showed.
@@ -116,7 +145,8 @@ def encode_body(message: Message) -> bytes:
                 value >>= 7
             out.append(value)
         elif code == _FIXED_INT:
-            _check_int(value, limit, name)
+            if type(value) is not int or not 0 <= value <= limit:
+                _check_int(value, limit, name)  # refuses; a plain int in range needs no call
             out += int(value).to_bytes(size, "big")
         elif code == _PAYMENTS:
             _put_payments(out, value, name)
@@ -182,66 +212,71 @@ def _checked_signature(signature: object) -> bytes:
     return signature
 
 
-class _Reader:
-    __slots__ = ("data", "pos")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def take(self, size: int) -> bytes:
-        end = self.pos + size
-        if end > len(self.data):
-            raise DecodeError("truncated message")
-        chunk = self.data[self.pos : end]
-        self.pos = end
-        return chunk
-
-    def varint(self, limit: int) -> int:
-        value = 0
-        shift = 0
-        for _ in range(varint_size(limit)):
-            if self.pos >= len(self.data):
-                raise DecodeError("truncated varint")
-            byte = self.data[self.pos]
-            self.pos += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                # A final zero byte after other bytes is a longer spelling of a smaller
-                # number: refused, so that every value has one encoding.
-                if byte == 0 and shift > 7:
-                    raise DecodeError("non-minimal varint")
-                if value > limit:
-                    raise DecodeError("varint out of range")
-                return value
-        raise DecodeError("varint too long")
+_CLASSES_BY_CODE: Final[dict[int, type[Message]]] = {
+    int(code): cls for code, cls in MESSAGE_CLASSES.items()
+}
+# Per class, the decoder's plan: (code, fixed size or longest varint, limit) per field.
+_DECODE_PLANS: Final[dict[type, tuple[tuple[int, int, int], ...]]] = {
+    cls: tuple(
+        (code, varint_size(limit) if code == _VARINT else size, limit)
+        for _, code, size, limit in plan
+    )
+    for cls, plan in _PLANS.items()
+}
 
 
 def decode(data: bytes) -> Message:
     """Parse the canonical encoding of one message; raise `DecodeError` on anything else."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise DecodeError("expected bytes")
-    reader = _Reader(bytes(data))
-    header = reader.take(2)
-    if header[0] != WIRE_VERSION:
-        raise DecodeError(f"unknown wire version {header[0]}")
-    try:
-        cls = MESSAGE_CLASSES[MessageType(header[1])]
-    except ValueError:
-        raise DecodeError(f"unknown message type {header[1]}") from None
+    # One pass over local `data` and `pos` with the field plans, no reader object: every
+    # message received is decoded once, so the per-field cost is paid ten times a payment.
+    data = bytes(data)
+    end = len(data)
+    if end < 2:
+        raise DecodeError("truncated message")
+    if data[0] != WIRE_VERSION:
+        raise DecodeError(f"unknown wire version {data[0]}")
+    cls = _CLASSES_BY_CODE.get(data[1])
+    if cls is None:
+        raise DecodeError(f"unknown message type {data[1]}")
+    pos = 2
     values: list[object] = []
-    for _, code, size, limit in _PLANS[cls]:
+    for code, size, limit in _DECODE_PLANS[cls]:
         if code == _VARINT:
-            values.append(reader.varint(limit))
-        elif code == _FIXED_INT:
-            values.append(int.from_bytes(reader.take(size), "big"))
+            value = shift = 0
+            for _ in range(size):  # `size`: the longest encoding of `limit`
+                if pos >= end:
+                    raise DecodeError("truncated varint")
+                byte = data[pos]
+                pos += 1
+                value |= (byte & 0x7F) << shift
+                shift += 7
+                if not byte & 0x80:
+                    break
+            else:
+                raise DecodeError("varint too long")
+            # A final zero byte after other bytes is a longer spelling of a smaller
+            # number: refused, so that every value has one encoding.
+            if byte == 0 and shift > 7:
+                raise DecodeError("non-minimal varint")
+            if value > limit:
+                raise DecodeError("varint out of range")
+            values.append(value)
         elif code == _PAYMENTS:
-            values.append(_read_payments(reader))
+            entries, pos = _read_payments(data, pos)
+            values.append(entries)
         else:
-            values.append(reader.take(size))
-    values.append(reader.take(SIGNATURE_LENGTH))
-    if reader.pos != len(reader.data):
+            if pos + size > end:
+                raise DecodeError("truncated message")
+            chunk = data[pos : pos + size]
+            pos += size
+            values.append(int.from_bytes(chunk, "big") if code == _FIXED_INT else chunk)
+    body_end = pos
+    if pos + SIGNATURE_LENGTH > end:
+        raise DecodeError("truncated message")
+    values.append(data[pos : pos + SIGNATURE_LENGTH])
+    if pos + SIGNATURE_LENGTH != end:
         raise DecodeError("trailing bytes after the signature")
     if cls is LockReturn:
         index = _REASON_INDEX
@@ -252,16 +287,23 @@ def decode(data: bytes) -> Message:
         except ValueError:
             raise DecodeError(f"unknown return reason {reason}") from None
     # Positional: `_check_layouts` holds every class's fields to FIELDS + signature.
-    return cls(*values)  # type: ignore[arg-type]
+    message = cls(*values)  # type: ignore[arg-type]
+    # Canonical: its body encodes to exactly the bytes it came from (the receiver hashes
+    # them to check the signature).
+    remember_body(message, data[:body_end])
+    return message
 
 
-def _read_payments(reader: _Reader) -> tuple[BatchEntry, ...]:
-    # `_Reader.take` and `_Reader.varint` written out for the entry layout, for the reason
+def _read_payments(data: bytes, pos: int) -> tuple[tuple[BatchEntry, ...], int]:
+    # The varint reading of `decode` written out for the entry layout, for the reason
     # `_put_payments` gives; the refusals are the same.
-    count = reader.take(1)[0]
+    end = len(data)
+    if pos >= end:
+        raise DecodeError("truncated message")
+    count = data[pos]
+    pos += 1
     if not 1 <= count <= MAX_BATCH_PAYMENTS:
         raise DecodeError(f"batch of {count} payments, expected 1..{MAX_BATCH_PAYMENTS}")
-    data, pos, end = reader.data, reader.pos, len(reader.data)
     entries = []
     for _ in range(count):
         if pos + 8 >= end:  # the id and at least one byte of the amount
@@ -285,8 +327,7 @@ def _read_payments(reader: _Reader) -> tuple[BatchEntry, ...]:
         if amount > MAX_MESSAGE_AMOUNT:
             raise DecodeError("varint out of range")
         entries.append(BatchEntry(payment_id, TokenAmount(amount)))
-    reader.pos = pos
-    return tuple(entries)
+    return tuple(entries), pos
 
 
 def _check_layouts() -> None:

@@ -12,22 +12,43 @@ Does not belong here: anything else.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import operator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_FIELDS: dict[type, tuple[tuple[str, ...], frozenset[str]]] = {}
+# Per class: one getter of all its init fields at once (`attrgetter` with several names
+# reads them in C, about a third cheaper than a getattr per field) and each field's
+# position among them.
+_PLANS: dict[type, tuple[Callable[[Any], tuple[Any, ...]], dict[str, int]]] = {}
+
+
+def _plan(cls: type) -> tuple[Callable[[Any], tuple[Any, ...]], dict[str, int]]:
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    getter: Callable[[Any], tuple[Any, ...]]
+    if len(names) > 1:
+        getter = operator.attrgetter(*names)
+    else:  # attrgetter of one name returns the value itself, not a 1-tuple
+        getter = functools.partial(_fields_of, names=names)
+    plan = _PLANS[cls] = (getter, {name: i for i, name in enumerate(names)})
+    return plan
+
+
+def _fields_of(obj: object, names: list[str]) -> tuple[Any, ...]:
+    return tuple(getattr(obj, name) for name in names)
 
 
 def replace(obj: T, /, **changes: Any) -> T:
     """`obj` with `changes` applied, like `dataclasses.replace` (init fields only)."""
     cls = type(obj)
-    known = _FIELDS.get(cls)
-    if known is None:
-        names = tuple(f.name for f in dataclasses.fields(cls) if f.init)  # type: ignore[arg-type]
-        known = _FIELDS[cls] = (names, frozenset(names))
-    names, name_set = known
-    if not name_set.issuperset(changes):
-        unknown = sorted(set(changes) - name_set)
-        raise TypeError(f"{cls.__name__} has no fields {unknown}")
-    return cls(*[changes[name] if name in changes else getattr(obj, name) for name in names])
+    getter, positions = _PLANS.get(cls) or _plan(cls)
+    values = list(getter(obj))
+    for name, value in changes.items():
+        position = positions.get(name)
+        if position is None:
+            unknown = sorted(set(changes) - set(positions))
+            raise TypeError(f"{cls.__name__} has no fields {unknown}")
+        values[position] = value
+    return cls(*values)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from offchain.protocol.crypto import keccak256
+from offchain.protocol.crypto import keccak256, sha256
 from offchain.protocol.errors import ValidationError
 from offchain.protocol.types import (
     ADDRESS_LENGTH,
@@ -27,6 +27,7 @@ from offchain.protocol.types import (
     BalanceHash,
     ChannelId,
     Locksroot,
+    Secret,
     SecretHash,
     Timestamp,
     TokenAmount,
@@ -120,6 +121,21 @@ def ordered(a: Address, b: Address) -> tuple[Address, Address]:
     if a == b:
         raise ValidationError("a channel needs two different participants")
     return (a, b) if a < b else (b, a)
+
+
+def secrethash_of(secret: Secret) -> SecretHash:
+    """Return ``sha256(secret)``, the hashlock a secret opens."""
+    try:
+        return _cached_secrethash(secret)
+    except TypeError:  # unhashable (a bytearray): hashed as ever, just not cached
+        return SecretHash(sha256(secret))
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_secrethash(secret: Secret) -> SecretHash:
+    # Cached: one payment's secret is hashed by every hop, several times each (the reveal,
+    # the unlock made, the unlock checked, the mirror test), and a look-up is cheaper.
+    return SecretHash(sha256(secret))
 
 
 @functools.lru_cache(maxsize=4096)

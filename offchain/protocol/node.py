@@ -35,6 +35,7 @@ from offchain.protocol.channel import (
     Rejected,
 )
 from offchain.protocol.errors import InvalidSignature
+from offchain.protocol.locks import secrethash_of
 from offchain.protocol.messages import (
     NO_SECRET,
     CoopSettleRequest,
@@ -62,7 +63,7 @@ from offchain.protocol.state import (
     LockKey,
     NodeState,
 )
-from offchain.protocol.step import Step, secrethash_of
+from offchain.protocol.step import Step
 from offchain.protocol.transitions import (
     ActionCloseChannel,
     ActionCoopSettle,

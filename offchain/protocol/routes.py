@@ -5,6 +5,7 @@ fee schedules, as the caller knows them); `find_routes`, up to k candidate route
 payer to a target for an amount, with exclusions, penalties, a fee budget and a hop limit;
 and `NoRouteReason`, why there is none. The graph and the penalties are data: how the node
 learns channels, capacities and fees, and what failed recently, is the node's business.
+A graph never changes once built, so `find_routes` remembers its answers per graph.
 
 Does not belong here: fee arithmetic (`fees`; the search inlines its kernel in the hot
 loop, and the tests hold the two to the same results), sending or retrying payments, I/O,
@@ -63,6 +64,7 @@ fee plus penalties (the fee alone when no penalty applies), then by hops.
 from __future__ import annotations
 
 import enum
+import weakref
 from bisect import insort
 from collections import deque
 from collections.abc import Collection, Iterable, Mapping
@@ -170,12 +172,14 @@ class ChannelEdge:
 _Direction = tuple[int, int, int, int, int, int, int, int, int]
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
 class ChannelGraph:
     """The channels of one token network as tuples of ints, built once, queried often.
 
     Build it with `from_edges`. Node ids and channel-direction ids are internal; the
-    public functions speak addresses. Rebuild it when capacities or fees change.
+    public functions speak addresses. Rebuild it when capacities or fees change: a graph
+    is never changed after it is built, which is what lets `find_routes` remember its
+    answers per graph.
     """
 
     addresses: tuple[Address, ...]
@@ -935,6 +939,19 @@ def _route(graph: ChannelGraph, query: _Query, nodes: list[int], amounts: list[i
     )
 
 
+MEMO_SIZE: Final = 256
+"""Answers `find_routes` remembers per graph (the oldest is forgotten first)."""
+
+# Per graph, the answers to the queries asked of it. A graph is immutable and the search
+# is a pure function of the graph and the query, so an equal query gets the same answer;
+# nodes ask the same one again and again (every payment of an amount to a target, as
+# payer and as each mediator, until the graph is rebuilt). Weak keys: the answers go with
+# their graph, and they are never part of a node's state (nothing to persist).
+_MEMOS: weakref.WeakKeyDictionary[ChannelGraph, dict[tuple[object, ...], RouteQueryResult]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def find_routes(
     graph: ChannelGraph,
     source: Address,
@@ -984,6 +1001,56 @@ def find_routes(
             node_penalty[index[key]] = value
     if source not in index or target not in index:
         return RouteQueryResult((), NoRouteReason.NO_ROUTE)
+    # After every check above, so that a query that must raise never meets a memo entry
+    # (True == 1 as a key; the amount check refuses it).
+    memo_key = (
+        source,
+        target,
+        amount,
+        k,
+        frozenset(exclude_nodes),
+        frozenset(exclude_edges),
+        frozenset(penalties.items()) if penalties else None,
+        max_fee,
+        max_hops,
+    )
+    memo = _MEMOS.setdefault(graph, {})
+    known = memo.get(memo_key)
+    if known is not None:
+        return known
+    result = _find_routes(
+        graph,
+        source,
+        target,
+        amount,
+        k,
+        exclude_nodes,
+        exclude_edges,
+        node_penalty,
+        direction_penalty,
+        max_fee,
+        max_hops,
+    )
+    if len(memo) >= MEMO_SIZE:
+        del memo[next(iter(memo))]
+    memo[memo_key] = result
+    return result
+
+
+def _find_routes(
+    graph: ChannelGraph,
+    source: Address,
+    target: Address,
+    amount: int,
+    k: int,
+    exclude_nodes: Collection[Address],
+    exclude_edges: Collection[EdgeKey],
+    node_penalty: dict[int, int],
+    direction_penalty: dict[int, int],
+    max_fee: int | None,
+    max_hops: int,
+) -> RouteQueryResult:
+    index, ids = graph.index, graph.direction_ids
     banned = {index[node] for node in exclude_nodes if node in index} - {index[source]}
     query = _Query(
         source=index[source],

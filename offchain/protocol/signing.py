@@ -1,9 +1,11 @@
 """What each message's signature covers, and how to sign and check it.
 
 Belongs here: the digest of a message in its token network's EIP-712 domain, for the four
-kinds of `messages.Signing`, and `sign` / `signer_of` over them. Balance-proof messages
-need the balance hash of the sender's new (T, L, locksroot), which only the channel
-knows, so it is a parameter; everything else is derived from the message itself.
+kinds of `messages.Signing`, and `sign` / `signer_of` over them (the `*_with_body_hash`
+variants also give the body hash they used: a balance proof's additional hash, which the
+channel stores). Balance-proof messages need the balance hash of the sender's new (T, L,
+locksroot), which only the channel knows, so it is a parameter; everything else is
+derived from the message itself.
 
 Does not belong here: whether a signer is the right one for a channel (`channel`), or
 the byte encoding (`codec`, used for the body hash).
@@ -39,18 +41,25 @@ M = TypeVar("M", bound=Message)
 
 def body_hash(message: Message) -> bytes:
     """keccak256 of the message's body (its encoding without the signature)."""
+    return _body_and_hash(message)[1]
+
+
+def _body_and_hash(message: Message) -> tuple[bytes, bytes]:
     try:
-        return _cached_body_hash(message)
+        return _cached_body_and_hash(message)
     except TypeError:  # an unhashable field value: let the codec say what is wrong
-        return keccak256(codec.encode_body(message))
+        body = codec.encode_body(message)
+        return body, keccak256(body)
 
 
 @functools.lru_cache(maxsize=4096)
-def _cached_body_hash(message: Message) -> bytes:
+def _cached_body_and_hash(message: Message) -> tuple[bytes, bytes]:
     # A message's body is hashed when it is signed, when the signature is checked and when
     # the proof is stored, on both sides: hashing the frozen message is cheaper than
-    # encoding it again. Equal messages have equal bodies, so the cache is exact.
-    return keccak256(codec.encode_body(message))
+    # encoding it again. Equal messages have equal bodies, so the cache is exact. The body
+    # is kept too, for `sign`.
+    body = codec.encode_body(message)
+    return body, keccak256(body)
 
 
 @functools.lru_cache(maxsize=256)
@@ -71,18 +80,36 @@ def digest(
     `sender` and `partner` are the channel's two ends (they name the channel id);
     `balance_hash` is required for balance-proof messages and ignored otherwise.
     """
+    return _digest_and_body(message, chain_id, sender, partner, balance_hash)[0]
+
+
+def _digest_and_body(
+    message: Message,
+    chain_id: int,
+    sender: Address,
+    partner: Address,
+    balance_hash: BalanceHash | None,
+) -> tuple[bytes, tuple[bytes, bytes] | None]:
+    """`digest`, and the message's (body, body hash) when the digest covers them.
+
+    Returned so that the signer and the checker of a message look its body up once: each
+    lookup hashes the whole frozen message.
+    """
     domain = _domain(chain_id, message.token_network)
     match message.SIGNING:
         case Signing.BALANCE_PROOF:
             if balance_hash is None:
                 raise ValidationError("a balance-proof message needs its balance hash")
+            cid = channel_id(sender, partner)  # checked before the body, as ever
+            body = _body_and_hash(message)
             struct: eip712.SignedStruct = eip712.BalanceProof(
-                channel_id=channel_id(sender, partner),
+                channel_id=cid,
                 generation=message.generation,  # type: ignore[union-attr]
                 nonce=message.nonce,  # type: ignore[union-attr]
                 balance_hash=balance_hash,
-                additional_hash=AdditionalHash(body_hash(message)),
+                additional_hash=AdditionalHash(body[1]),
             )
+            return eip712.digest(domain, struct), body
         case Signing.WITHDRAW:
             assert isinstance(message, WithdrawRequest | WithdrawConfirmation | WithdrawExpired)
             struct = eip712.Withdraw(
@@ -102,10 +129,10 @@ def digest(
                 expiration=message.expiration,
             )
         case Signing.MESSAGE:
-            return keccak256(
-                b"\x19\x01" + domain.separator + keccak256(MESSAGE_TYPEHASH + body_hash(message))
-            )
-    return eip712.digest(domain, struct)
+            body = _body_and_hash(message)
+            inner = keccak256(MESSAGE_TYPEHASH + body[1])
+            return keccak256(b"\x19\x01" + domain.separator + inner), body
+    return eip712.digest(domain, struct), None
 
 
 def sign(
@@ -117,8 +144,27 @@ def sign(
     balance_hash: BalanceHash | None = None,
 ) -> M:
     """`message` with its signature made by `key` (the sender's)."""
-    signature = sign_digest(key, digest(message, chain_id, sender, partner, balance_hash))
-    return frozen.replace(message, signature=signature)
+    return sign_with_body_hash(key, message, chain_id, sender, partner, balance_hash)[0]
+
+
+def sign_with_body_hash(
+    key: PrivateKey,
+    message: M,
+    chain_id: int,
+    sender: Address,
+    partner: Address,
+    balance_hash: BalanceHash | None = None,
+) -> tuple[M, bytes | None]:
+    """`sign`, and the message's body hash if the signature covers it (a balance proof's
+    additional hash), None if not (withdraw and cooperative-settle messages)."""
+    signed_digest, body = _digest_and_body(message, chain_id, sender, partner, balance_hash)
+    signed = frozen.replace(message, signature=sign_digest(key, signed_digest))
+    if body is None:
+        return signed, None
+    # The body leaves the signature out: the signed copy's is the one just hashed, which
+    # the codec then need not encode again for the wire.
+    codec.remember_body(signed, body[0])
+    return signed, body[1]
 
 
 def signer_of(
@@ -133,4 +179,17 @@ def signer_of(
     The caller compares the result with the expected signer: a signature over anything
     else (another channel, balance, chain) recovers some other address.
     """
-    return recover(digest(message, chain_id, sender, partner, balance_hash), message.signature)
+    return signer_with_body_hash(message, chain_id, sender, partner, balance_hash)[0]
+
+
+def signer_with_body_hash(
+    message: Message,
+    chain_id: int,
+    sender: Address,
+    partner: Address,
+    balance_hash: BalanceHash | None = None,
+) -> tuple[Address, bytes | None]:
+    """`signer_of`, and the message's body hash if the signature covers it (a balance
+    proof's additional hash), None if not."""
+    signed_digest, body = _digest_and_body(message, chain_id, sender, partner, balance_hash)
+    return recover(signed_digest, message.signature), None if body is None else body[1]

@@ -14,7 +14,6 @@ from __future__ import annotations
 from offchain.protocol import channel as channel_rules
 from offchain.protocol import signing
 from offchain.protocol.channel import ChannelPhase, ChannelState, Rejected
-from offchain.protocol.crypto import sha256
 from offchain.protocol.locks import Lock
 from offchain.protocol.messages import (
     NO_SECRET,
@@ -211,7 +210,3 @@ class Step:
             self.sign(message, announcement.initiator),
             end_to_end=True,
         )
-
-
-def secrethash_of(secret: Secret) -> SecretHash:
-    return SecretHash(sha256(secret))

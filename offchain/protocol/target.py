@@ -16,9 +16,10 @@ Does not belong here: channel rules (`channel`), the shared moves (`step`).
 from __future__ import annotations
 
 from offchain.protocol import frozen
+from offchain.protocol.locks import secrethash_of
 from offchain.protocol.messages import LockedTransfer, ReturnReason
 from offchain.protocol.state import LockKey, TargetState, TargetStatus
-from offchain.protocol.step import Step, secrethash_of
+from offchain.protocol.step import Step
 from offchain.protocol.transitions import EventPaymentReceived
 from offchain.protocol.types import Address, Secret, TokenAmount
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from offchain.protocol import codec
+from offchain.protocol import codec, signing
 from offchain.protocol.codec import MESH_FRAME_BYTES, DecodeError, EncodeError, decode, encode
 from offchain.protocol.messages import (
     MAX_BATCH_PAYMENTS,
@@ -23,7 +24,9 @@ from offchain.protocol.messages import (
     Message,
     MessageType,
     ReturnReason,
+    SecretReveal,
     TransferBatch,
+    WithdrawRequest,
 )
 from offchain.protocol.wire_doc import message_tables
 
@@ -72,11 +75,17 @@ def message_strategy(message_type: MessageType) -> st.SearchStrategy[Message]:
 any_message = st.sampled_from(list(MessageType)).flatmap(message_strategy)
 
 
+def fresh_encoding(message: Message) -> bytes:
+    """`encode` of an equal copy: the codec remembers the bytes a message object was decoded
+    from (`codec.remember_body`), and a canonicality check must encode it anew."""
+    return encode(dataclasses.replace(message))
+
+
 @given(any_message)
 def test_round_trip__any_message__decode_encode_identity(message: Message) -> None:
     data = encode(message)
     assert decode(data) == message
-    assert encode(decode(data)) == data
+    assert fresh_encoding(decode(data)) == data
     assert len(data) <= codec.max_size(message.TYPE)
 
 
@@ -114,7 +123,7 @@ def test_decode__random_bytes__only_decode_error(data: bytes) -> None:
         message = decode(data)
     except DecodeError:
         return
-    assert encode(message) == data
+    assert fresh_encoding(message) == data
 
 
 @given(st.binary(max_size=400))
@@ -126,7 +135,7 @@ def test_decode__random_batch_body__only_decode_error(data: bytes) -> None:
         message = decode(raw)
     except DecodeError:
         return
-    assert encode(message) == raw
+    assert fresh_encoding(message) == raw
 
 
 @given(any_message, st.data())
@@ -161,7 +170,7 @@ def _check_mutated(message: Message, data: st.DataObject) -> None:
         decoded = decode(bytes(raw))
     except DecodeError:
         return
-    assert encode(decoded) == bytes(raw)  # whatever is accepted is canonical
+    assert fresh_encoding(decoded) == bytes(raw)  # whatever is accepted is canonical
 
 
 def test_decode__non_minimal_varint__refused() -> None:
@@ -344,3 +353,41 @@ def test_transfer_batch__entries_per_frame__as_the_spec_states(
     # docs/spec.md §9 quotes these figures.
     assert len(encode(_batch(*[amount] * fits, nonce=nonce))) <= frame
     assert len(encode(_batch(*[amount] * (fits + 1), nonce=nonce))) > frame
+
+
+# --- bodies remembered by identity ----------------------------------------------------------
+
+
+def test_known_body__decoded_message__its_own_bytes_and_only_for_that_object() -> None:
+    data = encode(DirectTransfer(b"\x01" * 20, 1, 5, 7, 9, b"\x02" * 65))
+    message = decode(data)
+    assert codec.encode_body(message) == data[:-65] == fresh_encoding(message)[:-65]
+    # An equal object is not the same object: it is encoded (and refused) on its own.
+    twin = dataclasses.replace(message, generation=True)
+    assert twin == message
+    with pytest.raises(EncodeError):
+        encode(twin)
+
+
+def test_known_body__signed_message__the_body_of_its_unsigned_twin() -> None:
+    unsigned = SecretReveal(b"\x01" * 20, b"\x03" * 32, b"\x00" * 65)
+    signed = signing.sign(b"\x07" * 32, unsigned, 1, b"\x04" * 20, b"\x05" * 20)
+    assert signed.signature != unsigned.signature
+    assert encode(signed) == fresh_encoding(signed)
+    assert codec.encode_body(signed) == codec.encode_body(dataclasses.replace(unsigned))
+
+
+def test_known_body__struct_signatures__the_body_is_not_encoded_to_sign() -> None:
+    # A withdraw signs its EIP-712 struct (uint256 amounts), not its body: signing one the
+    # wire cannot carry works as ever, and only its encoding is refused.
+    request = WithdrawRequest(b"\x01" * 20, 1, b"\x04" * 20, 2**100, 5, b"\x00" * 65)
+    signed = signing.sign(b"\x07" * 32, request, 1, b"\x04" * 20, b"\x05" * 20)
+    with pytest.raises(EncodeError):
+        encode(signed)
+
+
+def test_known_bodies__bounded() -> None:
+    data = encode(DirectTransfer(b"\x01" * 20, 1, 5, 7, 9, b"\x02" * 65))
+    for _ in range(codec.KNOWN_BODIES + 10):
+        decode(data)
+    assert len(codec._KNOWN_BODIES) == codec.KNOWN_BODIES

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
+import coincurve
 import pytest
 from eth_account import Account
 from hypothesis import given
@@ -95,6 +96,17 @@ def test_sign_then_recover_round_trip(priv: bytes, digest: bytes) -> None:
     assert 0 < s <= SECP256K1_HALF_N
     assert 0 < r < SECP256K1_N
     assert recover(digest, sig) == address_from_private_key(priv)
+
+
+@given(private_keys, digests)
+def test_sign_and_recover_match_coincurve_public_api(priv: bytes, digest: bytes) -> None:
+    # crypto calls libsecp256k1 through coincurve's binding directly: the same results as
+    # coincurve's own key classes, byte for byte.
+    raw = coincurve.PrivateKey(priv).sign_recoverable(digest, hasher=None)
+    sig = sign_digest(priv, digest)
+    assert sig == raw[:64] + bytes((raw[64] + 27,))
+    public_key = coincurve.PublicKey.from_signature_and_message(raw, digest, hasher=None)
+    assert recover(digest, sig) == keccak256(public_key.format(compressed=False)[1:])[12:]
 
 
 def test_signing_is_deterministic() -> None:

@@ -5,6 +5,8 @@ References: eth_abi.encode and eth_utils.keccak, independent of our hand encodin
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from eth_abi.abi import encode as abi_encode
 from eth_utils.address import to_checksum_address
@@ -23,10 +25,12 @@ from offchain.protocol.locks import (
     encode_locks,
     locksroot,
     ordered,
+    secrethash_of,
 )
 from offchain.protocol.types import (
     Address,
     Locksroot,
+    Secret,
     SecretHash,
     Timestamp,
     TokenAmount,
@@ -146,3 +150,11 @@ def test_channel_with_oneself_rejected() -> None:
         ordered(me, me)
     with pytest.raises(ValidationError):
         channel_id(Address(b"\x05" * 19), me)
+
+
+@given(st.binary(min_size=32, max_size=32))
+def test_secrethash_of__is_sha256__cached_or_not(secret: bytes) -> None:
+    expected = hashlib.sha256(secret).digest()
+    assert secrethash_of(Secret(secret)) == expected
+    assert secrethash_of(Secret(secret)) == expected  # from the cache
+    assert secrethash_of(bytearray(secret)) == expected  # type: ignore[arg-type]  # unhashable

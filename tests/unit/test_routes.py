@@ -368,3 +368,32 @@ def test_graph__bad_edges__rejected() -> None:
         ChannelGraph.from_edges([channel(S, T), channel(T, S)])
     graph = ChannelGraph.from_edges(diamond())
     assert len(graph) == 5
+
+
+# --- the memo of answers per graph --------------------------------------------------------
+
+
+def test_memo__an_equal_query_gets_the_same_answer() -> None:
+    graph = ChannelGraph.from_edges(diamond())
+    first = find_routes(graph, S, T, 1000, exclude_nodes=[A])
+    assert find_routes(graph, S, T, 1000, exclude_nodes={A}) is first
+    assert find_routes(graph, S, T, 1001, exclude_nodes={A}) is not first
+    fresh = find_routes(ChannelGraph.from_edges(diamond()), S, T, 1000, exclude_nodes=[A])
+    assert fresh == first and fresh is not first
+
+
+def test_memo__a_query_that_must_raise_still_raises() -> None:
+    graph = ChannelGraph.from_edges(diamond())
+    find_routes(graph, S, T, 1)
+    with pytest.raises(ValidationError):
+        find_routes(graph, S, T, True)  # equal to 1 as a key, refused as an amount
+
+
+def test_memo__bounded_and_gone_with_its_graph() -> None:
+    graph = ChannelGraph.from_edges(diamond())
+    for amount in range(1, routes.MEMO_SIZE + 10):
+        find_routes(graph, S, T, amount)
+    assert len(routes._MEMOS[graph]) == routes.MEMO_SIZE
+    count = len(routes._MEMOS)
+    del graph
+    assert len(routes._MEMOS) == count - 1
