@@ -404,7 +404,7 @@ def _on_lock_return(step: Step, payee: Address, message: LockReturn) -> None:
 def _on_payment_secret(step: Step, sender: Address, message: PaymentSecret) -> None:
     secret = None if message.secret == NO_SECRET else message.secret
     step.announcements[message.payment_id] = Announcement(
-        sender, message.token_network, message.amount, secret
+        sender, message.token_network, message.amount, secret, step.now
     )
     for key, record in list(step.targets.items()):
         if record.payment_id == message.payment_id:
@@ -447,6 +447,31 @@ def _tick(step: Step) -> None:
     for lock_key in list(step.targets):
         target.forget_if_done(step, lock_key)
     _forget_finished_payments(step)
+    _forget_spent_secrets(step)
+
+
+def _forget_spent_secrets(step: Step) -> None:
+    """A long-running node must not keep every secret it ever saw: once no lock and no
+    payment record refers to a secrethash, its secret and registration are of no more
+    use; an announcement no lock followed goes once any lock for it would have expired."""
+    live: set[SecretHash] = set(step.invoices)
+    for channel in step.channels.values():
+        live.update(lock.secrethash for lock in channel.our.locks)
+        live.update(lock.secrethash for lock in channel.partner.locks)
+    live.update(payment.secrethash for payment in step.initiators.values())
+    live.update(key[2] for key in step.mediators)
+    live.update(key[2] for key in step.targets)
+    for secrethash in [h for h in step.secrets if h not in live]:
+        del step.secrets[secrethash]
+    for secrethash in [h for h in step.registered if h not in live]:
+        del step.registered[secrethash]
+    settings = step.settings
+    horizon = step.now - settings.lock_timeout - settings.clock_tolerance
+    if step.announcements:
+        awaited = {record.payment_id for record in step.targets.values()}
+        for payment_id, announcement in list(step.announcements.items()):
+            if announcement.received_at < horizon and payment_id not in awaited:
+                del step.announcements[payment_id]
 
 
 def _expire_our_locks(

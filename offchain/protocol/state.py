@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 
-from offchain.protocol.channel import BalanceProofMessage, ChannelState
+from offchain.protocol.channel import NO_TIME, BalanceProofMessage, ChannelState
 from offchain.protocol.fees import FeeSchedule
 from offchain.protocol.messages import (
     CoopSettleRequest,
@@ -151,12 +151,15 @@ class Announcement:
     """A `PaymentSecret` received as target: who pays, how much must arrive, the secret.
 
     `secret` is None for an announcement without the secret (ask with `SecretRequest`).
+    `received_at`: when it came; one no lock ever followed is forgotten once any such
+    lock would have expired (`lock_timeout + clock_tolerance` later).
     """
 
     initiator: Address
     token_network: Address
     amount: TokenAmount
     secret: Secret | None
+    received_at: Timestamp = NO_TIME
 
 
 @dataclass(frozen=True, slots=True)

@@ -551,3 +551,16 @@ def test_settle_with_our_unclaimable_lock__we_unlock_it_back_to_us() -> None:
     effects = net.apply(a, ChainChannelSettled(net.now, TOKEN_NETWORK, b))
     (unlock,) = [e for e in effects if isinstance(e, ContractSendUnlock)]
     assert unlock.ours and unlock.locks == lock and unlock.partner == b
+
+
+def test_tick__a_long_running_node_forgets_spent_secrets_and_stale_announcements() -> None:
+    net = Network.create(3)
+    a, _, c = net.line(DEPOSIT)
+    for index in range(1, 6):
+        pay(net, a, c, 3, index)
+        net.run()
+    net.advance(Settings().lock_timeout + 60, tick_every=10)
+    for address in net.addresses:
+        state = net.states[address]
+        assert not state.secrets and not state.registered, address.hex()
+        assert not state.announcements and not state.initiators and not state.targets
