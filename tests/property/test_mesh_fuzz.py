@@ -15,6 +15,8 @@ from mesh_relay.config import Link
 from mesh_relay.effects import EventInvalidFrame, SendFrame
 from mesh_relay.errors import FrameDecodeError, SnapshotError
 from mesh_relay.frames import (
+    ACK_TAG_LENGTH,
+    VERSION,
     FrameType,
     Hello,
     RouteAdvert,
@@ -84,7 +86,7 @@ valid_frames = st.one_of(
                 exp,
                 count - 1,
                 count,
-                chunk if kind is FrameType.DATA else PEER.sign(b"\x00" * 32),
+                chunk if kind is FrameType.DATA else (chunk * ACK_TAG_LENGTH)[:ACK_TAG_LENGTH],
             )
         ),
         st.sampled_from([FrameType.DATA, FrameType.E2E_ACK]),
@@ -123,7 +125,12 @@ def mutated(draw: st.DrawFn, base: st.SearchStrategy[bytes]) -> bytes:
 
 any_bytes = st.one_of(
     st.binary(max_size=1300),
-    st.builds(lambda t, b: b"\x01" + bytes([t]) + b, st.integers(0, 255), st.binary(max_size=400)),
+    st.builds(
+        lambda v, t, b: bytes([v, t]) + b,
+        st.sampled_from([VERSION, VERSION, VERSION, 1]),
+        st.integers(0, 255),
+        st.binary(max_size=400),
+    ),
     mutated(valid_frames),
 )
 
