@@ -489,8 +489,9 @@ class MeshNode:
             self._stats["duplicates_destination"] += 1
             self._hop_ack(key, frame.hop_seq)
             if frame.frag_index == 0 and frame.origin not in self._peer_keys:
-                # After a restart the origin's key is known only from its envelope: the
-                # first fragment of a resent message starts with it.
+                # The ack needs the origin's key. Unknown here (after a restart, with no
+                # route advert of the origin), it comes with the envelope: the first
+                # fragment of a resent message starts with it.
                 self._learn_key(frame.origin, frame.chunk[:COMPRESSED_KEY_LENGTH])
             self._acknowledge(frame.origin, frame.message_id, expiry, now)
             return
@@ -558,7 +559,8 @@ class MeshNode:
         return ack_tag(self._identity, key, pending.message_id, self.address, pending.destination)
 
     def _key_of(self, address: Address) -> bytes | None:
-        """A peer's public key: from its route advert, or from an envelope it sent us."""
+        """A peer's public key: from an envelope it sent us, or from its route advert
+        (either was checked against its address, so both give the same key)."""
         key = self._peer_keys.get(address)
         return key if key is not None else self._routing.public_key(address)
 
@@ -593,8 +595,8 @@ class MeshNode:
             return
         origin_key = self._key_of(origin)
         if origin_key is None:
-            # Only after a restart, for a duplicate whose first fragment we did not see:
-            # the origin's end-to-end retry brings that fragment, and the ack follows.
+            # A duplicate after a restart, before we saw its first fragment and with no
+            # route advert of the origin: its end-to-end retry brings that fragment.
             self._stats["acks_no_key"] += 1
             return
         if len(self._last_ack_sent) >= self.config.max_seen:
