@@ -18,6 +18,10 @@ Belongs here: ``measure()``, which `bench.run` merges into bench/results.json:
   (``mesh_relay.sim.delivery_ratio_1000_nodes``, docs/mesh.md §12).
 - ``mesh.overhead_bytes_per_frame``: header and envelope bytes of a one-frame 64-byte
   message (``mesh_relay.sim.overhead_bytes_per_frame``).
+- ``mesh.envelope_us_per_message``: CPU µs of the end-to-end envelope alone for one
+  64-byte message between two nodes that have talked before, in one process on one core:
+  the message id, sealing and the expected ack at the origin, opening and the ack at the
+  destination, the ack's check at the origin (``envelope_figure``; docs/mesh.md §15).
 
 ``python -m bench.mesh`` prints the figures (``--skip-sim`` for the loopback ones alone,
 ``--profile DIR`` writes a cProfile of every process into DIR).
@@ -41,6 +45,8 @@ from typing import IO, Any
 from mesh_relay import sim
 from mesh_relay.config import MeshConfig
 from mesh_relay.effects import Deliver, EventExpired
+from mesh_relay.envelope import ack_tag, message_id, open_envelope, seal, verify_ack
+from mesh_relay.identity import Identity
 from mesh_relay.runtime import AppEvent, MeshRuntime, Outcome
 from mesh_relay.tcp import TcpLinks
 
@@ -360,11 +366,41 @@ def simulator_figures() -> dict[str, float]:
     }
 
 
+def envelope_figure(messages: int = 3000, runs: int = 5) -> dict[str, float]:
+    """CPU µs per message of the envelope's whole round (see the module docstring), the
+    median of ``runs`` runs of ``messages`` distinct messages after a warm-up (the first
+    message between two nodes also pays one ECDH and one key check at each end)."""
+    origin, destination = Identity((11).to_bytes(32, "big")), Identity((12).to_bytes(32, "big"))
+    payload, expiry_ms = bytes(PAYLOAD), 1_700_000_060_000
+
+    def one(index: int) -> None:
+        mid = message_id(
+            origin.address, destination.address, expiry_ms, index.to_bytes(16, "big"), payload
+        )
+        body = seal(origin, destination.public_key, mid, destination.address, expiry_ms, payload)
+        expected = ack_tag(origin, destination.public_key, mid, origin.address, destination.address)
+        opened = open_envelope(destination, body, mid, origin.address, expiry_ms)
+        tag = ack_tag(destination, opened.origin_key, mid, origin.address, destination.address)
+        if opened.payload != payload or not verify_ack(tag, expected):
+            raise RuntimeError("the envelope round failed")
+
+    for index in range(200):
+        one(index)
+    per_run = []
+    for run in range(runs):
+        started = time.process_time()
+        for index in range(messages):
+            one(1_000 + run * messages + index)
+        per_run.append((time.process_time() - started) / messages * 1e6)
+    return {"mesh.envelope_us_per_message": round(statistics.median(per_run), 1)}
+
+
 def measure(skip_sim: bool = False, runs: int = 3) -> dict[str, float]:
-    """The four figures; the loopback ones are the medians of ``runs`` runs (each run's
+    """The five figures; the loopback ones are the medians of ``runs`` runs (each run's
     figures and CPU costs are printed to stderr)."""
     results = [loopback_figures(verbose=True) for _ in range(runs)]
     figures = {name: statistics.median(result[name] for result in results) for name in results[0]}
+    figures.update(envelope_figure())
     if not skip_sim:
         figures.update(simulator_figures())
     return figures
@@ -387,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = loopback_figures(
         args.mtu, count=args.count, window=args.window, profile=args.profile, verbose=True
     )
+    figures.update(envelope_figure())
     if not args.skip_sim:
         figures.update(simulator_figures())
     for name, value in figures.items():

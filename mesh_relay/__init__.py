@@ -1,4 +1,4 @@
-"""mesh_relay: delivery of opaque, signed, encrypted payloads between node addresses over a
+"""mesh_relay: delivery of opaque, authenticated, encrypted payloads between node addresses over a
 mesh of devices that relay for each other, with no server and no internet.
 
 It knows nothing of payments (it imports nothing from ``offchain``). Its core is sans-I/O:

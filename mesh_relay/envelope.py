@@ -1,22 +1,30 @@
-"""End-to-end envelopes: message ids, encryption to the destination, signatures, e2e acks.
+"""End-to-end envelopes (version 2): message ids, encryption between the two ends, e2e acks.
 
-Belongs here: what only the origin and the destination of a message can do. The origin
-encrypts the payload to the destination's public key (ECIES: an ephemeral secp256k1 key,
-libsecp256k1's ECDH, a keccak256 KDF, ChaCha20-Poly1305 with the routed header as
-associated data) and signs the header and ciphertext; the destination checks the
-signature against the origin named in the header, then decrypts. A relay sees the header
-(it must, to route and to count) and ciphertext it can neither read nor alter: a changed
-byte breaks the signature and the AEAD tag. The destination acknowledges with a signature
-over (message id, origin, destination) that the origin checks.
+Belongs here: what only the origin and the destination of a message can do. Both derive
+the same static secret from their own private key and the other's public key
+(libsecp256k1's ECDH, memoised per peer by ``Identity.ecdh``); each message gets its own
+key, keccak256 of a domain, that secret and the routed-header fields; the payload is
+sealed with ChaCha20-Poly1305 under that key, with the same header fields as associated
+data. Only the two ends know the secret, so a tag that verifies proves to the destination
+that the origin sealed exactly this payload for exactly this header: it is what the v1
+envelope's signature proved, without the signature. The destination learns the origin's
+public key from the body itself (it must hash to the origin address of the header), so
+opening never depends on a route advert of the origin. A relay sees the header (it must,
+to route and to count) and ciphertext it can neither read nor alter: a changed byte of
+either breaks the tag. The destination acknowledges with a 16-byte tag under the same
+secret over (message id, origin, destination), which the origin computes when it seals
+and compares when the ack comes back.
 
 Body of a DATA message (what is fragmented)::
 
-    ephemeral public key 33 | signature 65 | ciphertext (len(payload)) | tag 16
+    origin public key 33 | ciphertext (len(payload)) | tag 16
 
-The ephemeral key is derived deterministically from the origin's key, the header and the
-payload (``Identity.secret_scalar``), so resealing the same message after a restart yields
-the same bytes; a fresh key per message (the message id is unique) makes the all-zero AEAD
-nonce safe.
+The all-zero AEAD nonce is safe because no key is ever used for two different payloads:
+the key covers the message id, and the id covers a fresh DRBG nonce and keccak256 of the
+payload, so even a repeated nonce (a node restarted with an old seed) gives another key
+for another payload. The same message sealed again (after a restart) gives the same bytes,
+so fragments of two sealings never meet at the destination. docs/mesh.md §7 and §11 give
+the reasoning and what changed from v1.
 
 Does not belong here: fragmentation, framing, replay bookkeeping (``store``), routing.
 """
@@ -25,32 +33,37 @@ from __future__ import annotations
 
 import hmac
 import struct
+from typing import NamedTuple
 
 from Crypto.Cipher import ChaCha20
 from Crypto.Hash import Poly1305
 
 from mesh_relay.errors import EnvelopeError
-from mesh_relay.frames import MESSAGE_ID_LENGTH
+from mesh_relay.frames import ACK_TAG_LENGTH, MESSAGE_ID_LENGTH
 from mesh_relay.identity import (
     COMPRESSED_KEY_LENGTH,
-    SIGNATURE_LENGTH,
     Address,
     Identity,
-    ecdh_secret,
+    address_of_key,
     keccak256,
-    public_key_of,
-    recover,
 )
 
-_ID_DOMAIN = b"smartmesh/mesh/v1/message-id"
-_EPHEMERAL_DOMAIN = b"smartmesh/mesh/v1/ephemeral"
-_KDF_DOMAIN = b"smartmesh/mesh/v1/ecies-key"
-_MESSAGE_DOMAIN = b"smartmesh/mesh/v1/message"
-_ACK_DOMAIN = b"smartmesh/mesh/v1/ack"
+_ID_DOMAIN = b"smartmesh/mesh/v2/message-id"
+_KEY_DOMAIN = b"smartmesh/mesh/v2/message-key"
+_ACK_DOMAIN = b"smartmesh/mesh/v2/ack"
 _TAG_LENGTH = 16
 _NONCE = bytes(12)
-ENVELOPE_OVERHEAD = COMPRESSED_KEY_LENGTH + SIGNATURE_LENGTH + _TAG_LENGTH
-"""Bytes a sealed body adds to the payload: 33 + 65 + 16 = 114."""
+ENVELOPE_OVERHEAD = COMPRESSED_KEY_LENGTH + _TAG_LENGTH
+"""Bytes a sealed body adds to the payload: 33 + 16 = 49 (v1: 114)."""
+
+
+class Opened(NamedTuple):
+    """What ``open_envelope`` gives the destination."""
+
+    payload: bytes
+    origin_key: bytes
+    """The origin's 33-byte public key, checked against its address: what the
+    destination needs to acknowledge this message (and any duplicate of it) later."""
 
 
 def _poly1305_tag(key: bytes, aad: bytes, ciphertext: bytes) -> bytes:
@@ -94,15 +107,25 @@ def aead_decrypt(key: bytes, aad: bytes, sealed: bytes) -> bytes:
     return plaintext
 
 
-def message_id(origin: Address, destination: Address, expiry_ms: int, nonce: bytes) -> bytes:
-    """The 16-byte id of a message: keccak256(domain ‖ origin ‖ destination ‖ expiry ‖ nonce).
+def message_id(
+    origin: Address, destination: Address, expiry_ms: int, nonce: bytes, payload: bytes
+) -> bytes:
+    """The 16-byte id of a message: keccak256(domain ‖ origin ‖ destination ‖ expiry ‖
+    nonce ‖ keccak256(payload))[:16].
 
     128 bits: a collision needs about 2**64 messages from one origin, and only that origin
-    could profit from one (its own messages would be taken as duplicates).
+    could profit from one (its own messages would be taken as duplicates). The payload's
+    hash makes the id, and so the message key, differ for different payloads even if a
+    nonce ever repeated: the envelope's all-zero AEAD nonce relies on it.
     """
-    return keccak256(_ID_DOMAIN + origin + destination + expiry_ms.to_bytes(6, "big") + nonce)[
-        :MESSAGE_ID_LENGTH
-    ]
+    return keccak256(
+        _ID_DOMAIN
+        + origin
+        + destination
+        + expiry_ms.to_bytes(6, "big")
+        + nonce
+        + keccak256(payload)
+    )[:MESSAGE_ID_LENGTH]
 
 
 def associated_data(
@@ -110,6 +133,12 @@ def associated_data(
 ) -> bytes:
     """The routed-header fields every fragment carries and both ends authenticate."""
     return message_id_ + destination + origin + expiry_ms.to_bytes(6, "big")
+
+
+def _message_key(shared: bytes, header: bytes) -> bytes:
+    # The header names origin and destination in order: the two directions between a
+    # pair share ``shared`` and must not share keys.
+    return keccak256(_KEY_DOMAIN + shared + header)
 
 
 def seal(
@@ -120,18 +149,13 @@ def seal(
     expiry_ms: int,
     payload: bytes,
 ) -> bytes:
-    """Encrypt ``payload`` to ``destination_key`` (33 bytes) and sign; return the body."""
+    """Encrypt ``payload`` for the node of ``destination_key`` (33 bytes, which must be
+    ``destination``'s) and return the body; ``EnvelopeError`` for a bad key."""
+    if address_of_key(destination_key) != destination:
+        raise EnvelopeError("destination key is not the destination's")
     header = associated_data(message_id_, destination, identity.address, expiry_ms)
-    scalar = identity.secret_scalar(_EPHEMERAL_DOMAIN, header + keccak256(payload))
-    ephemeral_public = public_key_of(scalar)
-    try:
-        shared = ecdh_secret(scalar, destination_key)
-    except EnvelopeError as exc:
-        raise EnvelopeError("destination key is not a valid secp256k1 point") from exc
-    key = keccak256(_KDF_DOMAIN + shared + ephemeral_public + destination_key)
-    sealed = aead_encrypt(key, header, payload)
-    signature = identity.sign(keccak256(_MESSAGE_DOMAIN + header + ephemeral_public + sealed))
-    return ephemeral_public + signature + sealed
+    shared = identity.ecdh(destination_key)
+    return identity.public_key + aead_encrypt(_message_key(shared, header), header, payload)
 
 
 def open_envelope(
@@ -140,42 +164,41 @@ def open_envelope(
     message_id_: bytes,
     origin: Address,
     expiry_ms: int,
-) -> bytes:
-    """Check the origin's signature, decrypt, and return the payload; ``EnvelopeError`` if not.
+) -> Opened:
+    """Check and decrypt a body sealed by ``origin`` for ``identity`` (the destination);
+    ``EnvelopeError`` if it is not exactly that.
 
-    ``identity`` is the destination's. The signature must recover ``origin`` exactly, so
-    a relay cannot re-sign someone else's ciphertext as its own: the origin is also in the
-    associated data, so a changed origin breaks the tag as well.
+    The key in the body must be the origin's (it hashes to ``origin``), so a relay cannot
+    pass someone else's ciphertext off as its own: with its own key and address in their
+    place, the secret, the message key and the associated data all change, and the tag
+    fails.
     """
     if len(body) < ENVELOPE_OVERHEAD:
         raise EnvelopeError("envelope shorter than its fixed part")
+    origin_key = body[:COMPRESSED_KEY_LENGTH]
+    if address_of_key(origin_key) != origin:
+        raise EnvelopeError("envelope key is not its origin's")
     header = associated_data(message_id_, identity.address, origin, expiry_ms)
-    ephemeral_public = body[:COMPRESSED_KEY_LENGTH]
-    signature = body[COMPRESSED_KEY_LENGTH : COMPRESSED_KEY_LENGTH + SIGNATURE_LENGTH]
-    sealed = body[COMPRESSED_KEY_LENGTH + SIGNATURE_LENGTH :]
-    digest = keccak256(_MESSAGE_DOMAIN + header + ephemeral_public + sealed)
-    signer, _ = recover(digest, signature)
-    if signer != origin:
-        raise EnvelopeError("envelope not signed by its origin")
-    shared = identity.ecdh(ephemeral_public)
-    key = keccak256(_KDF_DOMAIN + shared + ephemeral_public + identity.public_key)
-    return aead_decrypt(key, header, sealed)
+    shared = identity.ecdh(origin_key)
+    payload = aead_decrypt(_message_key(shared, header), header, body[COMPRESSED_KEY_LENGTH:])
+    return Opened(payload, origin_key)
 
 
-def ack_digest(message_id_: bytes, origin: Address, destination: Address) -> bytes:
-    """What a destination signs to acknowledge a message of ``origin`` to itself."""
-    return keccak256(_ACK_DOMAIN + message_id_ + origin + destination)
+def ack_tag(
+    identity: Identity, peer_key: bytes, message_id_: bytes, origin: Address, destination: Address
+) -> bytes:
+    """The 16-byte end-to-end ack of ``origin``'s message ``message_id_`` to ``destination``.
+
+    Either end computes it (``identity`` is one end, ``peer_key`` the other's public key):
+    the destination to acknowledge, the origin to know what to expect. keccak256 with the
+    secret as prefix is a MAC (a sponge has no length extension). 16 bytes: a forger
+    guesses with probability 2**-128 per try, the bound the AEAD tag already sets.
+    """
+    shared = identity.ecdh(peer_key)
+    return keccak256(_ACK_DOMAIN + shared + message_id_ + origin + destination)[:ACK_TAG_LENGTH]
 
 
-def sign_ack(identity: Identity, message_id_: bytes, origin: Address) -> bytes:
-    """The destination's (``identity``) signed end-to-end ack of ``origin``'s message."""
-    return identity.sign(ack_digest(message_id_, origin, identity.address))
-
-
-def verify_ack(signature: bytes, message_id_: bytes, origin: Address, destination: Address) -> bool:
-    """True when ``signature`` is ``destination``'s ack of ``origin``'s message."""
-    try:
-        signer, _ = recover(ack_digest(message_id_, origin, destination), signature)
-    except EnvelopeError:
-        return False
-    return signer == destination
+def verify_ack(tag: bytes, expected: bytes) -> bool:
+    """True when ``tag`` (from an E2E_ACK) is ``expected`` (``ack_tag`` at the origin);
+    compared in constant time."""
+    return len(tag) == ACK_TAG_LENGTH and hmac.compare_digest(tag, expected)

@@ -9,16 +9,22 @@ route is feasible is decided by the modules that own those rules.
 
 Layout (big-endian; docs/mesh.md has the tables and the reasons)::
 
-    every frame     version u8 (=1) | type u8 | body
+    every frame     version u8 (=2) | type u8 | body
     HELLO        1  seqno u32 | time_ms u48 | nonce 8 | signature 65          = 85 bytes
     ROUTES       2  count u8 | count x (address 20 | seqno u32 | metric u16 | sig 65)
     SEQNO_REQ    3  address 20 | seqno u32 | hop_limit u8                      = 27 bytes
     DATA         4  routed header (69 bytes) | chunk (1.. bytes)
-    E2E_ACK      5  routed header (69 bytes) | signature 65 (count 1, index 0)
+    E2E_ACK      5  routed header (69 bytes) | ack tag 16 (count 1, index 0)
     HOP_ACK      6  count u8 | count x hop_seq u16
 
     routed header: version | type | hop_seq u16 | hops_left u8 | message_id 16 |
                    destination 20 | origin 20 | expiry_ms u48 | frag_index u8 | frag_count u8
+
+Version 2 (the v2 envelope, docs/mesh.md §7) changed the E2E_ACK body from a 65-byte
+signature to a 16-byte tag and every domain string from v1 to v2. Every frame carries the
+version and ``decode_frame`` refuses any other, so a v1 and a v2 node never become
+neighbours: their frames are counted as malformed on both sides, nothing is relayed
+between the versions, and no envelope of one version ever reaches a node of the other.
 
 Does not belong here: fragmentation policy, what a signature covers beyond the hello and
 route digests, any state. Nothing here reads a clock.
@@ -32,9 +38,9 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from mesh_relay.errors import FrameDecodeError
-from mesh_relay.identity import ADDRESS_LENGTH, SIGNATURE_LENGTH, ZERO_ADDRESS, Address, keccak256
+from mesh_relay.identity import ADDRESS_LENGTH, ZERO_ADDRESS, Address, keccak256
 
-VERSION = 1
+VERSION = 2
 MESSAGE_ID_LENGTH = 16
 NONCE_LENGTH = 8
 METRIC_INFINITY = 0xFFFF
@@ -42,8 +48,10 @@ METRIC_INFINITY = 0xFFFF
 UINT32_MAX = 2**32 - 1
 UINT48_MAX = 2**48 - 1
 
-_HELLO_DOMAIN = b"smartmesh/mesh/v1/hello"
-_ROUTE_DOMAIN = b"smartmesh/mesh/v1/route"
+_HELLO_DOMAIN = b"smartmesh/mesh/v2/hello"
+_ROUTE_DOMAIN = b"smartmesh/mesh/v2/route"
+ACK_TAG_LENGTH = 16
+"""Bytes of an end-to-end ack's tag (``envelope.ack_tag``)."""
 
 
 class FrameType(enum.IntEnum):
@@ -74,7 +82,7 @@ _HOP_ACK_HEAD = struct.Struct(">BBB")
 _U16 = struct.Struct(">H")
 MAX_ROUTE_ENTRIES = 255
 MAX_HOP_ACKS = 255
-E2E_ACK_LENGTH = ROUTED_HEADER_LENGTH + SIGNATURE_LENGTH
+E2E_ACK_LENGTH = ROUTED_HEADER_LENGTH + ACK_TAG_LENGTH
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,8 +331,8 @@ def _decode_routed(data: bytes) -> Routed:
         raise FrameDecodeError("routed frame from a node to itself")
     if frag_count == 0 or frag_index >= frag_count:
         raise FrameDecodeError("fragment index out of range")
-    if kind == FrameType.E2E_ACK and (frag_count != 1 or len(chunk) != SIGNATURE_LENGTH):
-        raise FrameDecodeError("end-to-end ack must be one 65-byte signature")
+    if kind == FrameType.E2E_ACK and (frag_count != 1 or len(chunk) != ACK_TAG_LENGTH):
+        raise FrameDecodeError("end-to-end ack must be one 16-byte tag")
     return Routed(
         FrameType(kind),
         hop_seq,

@@ -1,28 +1,33 @@
-"""Node identity: keccak256, addresses, secp256k1 signatures and recovery, seeded randomness.
+"""Node identity: keccak256, addresses, secp256k1 signatures, recovery and ECDH, seeded randomness.
 
 Belongs here: what a node needs to be an Ethereum address and to prove it. A node's
 address is the last 20 bytes of keccak256 of its uncompressed public key; it proves it by
 signing a 32-byte digest (65 bytes ``r ‖ s ‖ v``, v in {27, 28}, low s). Anyone learns a
 node's public key by recovering it from something the node signed (a hello or a route
-advertisement), which is why the end-to-end encryption needs no key exchange. ``Drbg``
-turns the seed the adapter passes in (from ``os.urandom``) into nonces, because the core
-never reads a source of randomness itself.
+advertisement), or from an envelope it sent (whose key must hash to its address):
+that is why the end-to-end encryption needs no key exchange. ``Drbg`` turns the seed the
+adapter passes in (from ``os.urandom``) into nonces, because the core never reads a
+source of randomness itself.
 
-Recovery is memoised in a bounded LRU cache: it is a pure function, and the same
-(digest, signature) pair reaches a node many times (a route advertisement from every
-neighbour, a hello per interval). The simulator's thousand nodes share one process and
-so one cache, which makes a 1,000-node run affordable without changing what any node
-checks.
+Three pure functions are memoised, because the same inputs reach a node again and again:
+recovery (a route advertisement from every neighbour, a hello per interval) in a bounded
+LRU cache shared by the process, so the simulator's thousand nodes make a 1,000-node run
+affordable without changing what any node checks; the address of a public key
+(``address_of_key``, checked on every envelope a node opens); and each node's static ECDH
+secret with a peer (``Identity.ecdh``, per identity, the same for every message between
+the two nodes).
 
-Does not belong here: what is signed (``frames``, ``envelope`` build the digests), key
-storage, hex formatting. This module imports nothing from ``offchain``: the mesh knows
-nothing of payments and keeps its own small copy of these primitives.
+Does not belong here: what is signed or derived (``frames``, ``envelope`` build the
+digests and keys), key storage, hex formatting. This module imports nothing from
+``offchain``: the mesh knows nothing of payments and keeps its own small copy of these
+primitives.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+from collections import OrderedDict
 from typing import NewType
 
 import coincurve
@@ -42,6 +47,10 @@ ZERO_ADDRESS = Address(bytes(ADDRESS_LENGTH))
 _V_OFFSET = 27
 _RECOVER_CACHE_SIZE = 1 << 15
 """Entries of the recovery cache (about 250 bytes each, so at most ~8 MB)."""
+_KEY_ADDRESS_CACHE_SIZE = 1 << 13
+"""Entries of the key-to-address cache (about 200 bytes each, so at most ~1.6 MB)."""
+_ECDH_CACHE_SIZE = 1 << 12
+"""Peers whose ECDH secret one identity keeps (about 250 bytes each, at most ~1 MB)."""
 
 
 def keccak256(data: bytes) -> bytes:
@@ -71,7 +80,7 @@ class Identity:
     The private key never appears in ``repr`` or in any error message.
     """
 
-    __slots__ = ("_key", "address", "public_key")
+    __slots__ = ("_key", "_secrets", "address", "public_key")
 
     def __init__(self, private_key: bytes) -> None:
         if not isinstance(private_key, bytes) or len(private_key) != 32:
@@ -82,6 +91,7 @@ class Identity:
         self.public_key: bytes = self._key.public_key.format(compressed=True)
         """33-byte compressed SEC1 public key."""
         self.address: Address = address_of(self._key.public_key)
+        self._secrets: OrderedDict[bytes, bytes] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"Identity(address=0x{self.address.hex()})"
@@ -97,49 +107,55 @@ class Identity:
         return raw[:64] + bytes((raw[64] + _V_OFFSET,))
 
     def ecdh(self, public_key: bytes) -> bytes:
-        """Return libsecp256k1's ECDH secret (sha256 of the compressed shared point)."""
-        return ecdh_secret(self._key.secret, public_key, cache=False)
+        """The static ECDH secret with the node of ``public_key`` (33 bytes): libsecp256k1's
+        (sha256 of the compressed shared point), so both nodes get the same 32 bytes.
 
-    def secret_scalar(self, domain: bytes, material: bytes) -> bytes:
-        """Derive a deterministic private scalar from this key, a domain and ``material``.
-
-        RFC 6979 in spirit: the same inputs always give the same scalar and nobody without
-        the private key can predict it. Used for ephemeral encryption keys, so resealing the
-        same message after a restart gives the same bytes (no nonce reuse, no mixed
-        fragments at the destination).
+        Memoised per identity in a bounded LRU: the envelope between two nodes derives every
+        message's key from it, so it is computed once per peer, not once per message. An
+        invalid key raises ``EnvelopeError`` and is not remembered.
         """
-        counter = 0
-        while True:
-            candidate = keccak256(domain + self._key.secret + material + counter.to_bytes(4, "big"))
-            if 0 < int.from_bytes(candidate, "big") < SECP256K1_N:
-                return candidate
-            counter += 1  # pragma: no cover -- probability about 2**-128
+        secrets = self._secrets
+        shared = secrets.get(public_key)
+        if shared is not None:
+            secrets.move_to_end(public_key)
+            return shared
+        shared = ecdh_secret(self._key.secret, public_key)
+        if len(secrets) >= _ECDH_CACHE_SIZE:
+            secrets.popitem(last=False)
+        secrets[public_key] = shared
+        return shared
 
 
-def ecdh_secret(secret: bytes, public_key: bytes, cache: bool = True) -> bytes:
+def ecdh_secret(secret: bytes, public_key: bytes) -> bytes:
     """sha256 of the compressed point ``secret`` × ``public_key``: the same bytes as
     libsecp256k1's ECDH with its default hash, computed by ``PublicKey.multiply``
     (constant time, like the ECDH module) because that is 20-35 % faster through
-    coincurve. ``cache``: keep the parsed key (a destination's, sealed to again and
-    again), not an ephemeral key seen once. ``EnvelopeError`` for an invalid key."""
+    coincurve. ``EnvelopeError`` for an invalid key."""
     try:
-        point = _parse_public_key(public_key) if cache else coincurve.PublicKey(public_key)
+        point = coincurve.PublicKey(public_key)
         shared: bytes = point.multiply(secret).format(compressed=True)
     except (ValueError, TypeError) as exc:
         raise EnvelopeError("not a valid secp256k1 public key") from exc
     return hashlib.sha256(shared).digest()
 
 
-def public_key_of(secret: bytes) -> bytes:
-    """The 33-byte compressed public key of a valid private scalar (no other key forms:
-    ``coincurve.PrivateKey`` would also build an x-only key we never use)."""
-    public: bytes = coincurve.PublicKey.from_valid_secret(secret).format(compressed=True)
-    return public
+@functools.lru_cache(maxsize=_KEY_ADDRESS_CACHE_SIZE)
+def address_of_key(public_key: bytes) -> Address:
+    """The address of a 33-byte compressed public key; ``EnvelopeError`` if it is not one.
 
-
-@functools.lru_cache(maxsize=1024)
-def _parse_public_key(public_key: bytes) -> coincurve.PublicKey:
-    return coincurve.PublicKey(public_key)
+    Memoised (a pure function): a destination checks the origin key of every envelope it
+    opens against the origin's address, and the same few keys come again and again. A
+    raised exception is not cached, so a bad key costs a parse each time (a few µs).
+    """
+    if not isinstance(public_key, bytes) or len(public_key) != COMPRESSED_KEY_LENGTH:
+        raise EnvelopeError("public key must be 33 bytes (compressed)")
+    if public_key[0] not in (2, 3):
+        raise EnvelopeError("public key must be compressed")
+    try:
+        point = coincurve.PublicKey(public_key)
+    except (ValueError, TypeError) as exc:
+        raise EnvelopeError("not a valid secp256k1 public key") from exc
+    return address_of(point)
 
 
 @functools.lru_cache(maxsize=_RECOVER_CACHE_SIZE)
@@ -186,8 +202,8 @@ class Drbg:
 
     The adapter seeds it from ``os.urandom``; the simulator from its seeded RNG, which
     makes whole simulations reproducible. Output is used for hello nonces and message
-    nonces (uniqueness matters, not secrecy: ephemeral keys come from
-    ``Identity.secret_scalar``).
+    nonces: what matters is that a seed is never used twice with one key (the adapter
+    draws a fresh one at every start), since message ids must not repeat.
     """
 
     __slots__ = ("_counter", "_seed")

@@ -38,8 +38,8 @@ from mesh_relay.effects import (
     EventInvalidFrame,
     SendFrame,
 )
+from mesh_relay.envelope import ack_tag, open_envelope, seal, verify_ack
 from mesh_relay.envelope import message_id as make_message_id
-from mesh_relay.envelope import open_envelope, seal, sign_ack, verify_ack
 from mesh_relay.errors import (
     ConfigError,
     EnvelopeError,
@@ -68,7 +68,14 @@ from mesh_relay.frames import (
     hello_digest,
     routes_per_frame,
 )
-from mesh_relay.identity import Address, Drbg, Identity, as_address
+from mesh_relay.identity import (
+    COMPRESSED_KEY_LENGTH,
+    Address,
+    Drbg,
+    Identity,
+    address_of_key,
+    as_address,
+)
 from mesh_relay.neighbours import HelloVerdict, NeighbourTable
 from mesh_relay.reliability import RateLimiter, TokenBucket, backoff
 from mesh_relay.routing import NeighbourKey, RoutingTable
@@ -95,6 +102,8 @@ _Timer = tuple[float, int, int, object]
 _DUMPS_PER_SECOND = 1.0
 _DUMP_BURST = 16.0
 """Whole-table dumps to new neighbours: 16 at once, then one a second."""
+_MAX_PEER_KEYS = 4096
+"""Origins' public keys remembered from their envelopes (about 200 bytes each)."""
 
 
 class MeshNode:
@@ -123,6 +132,9 @@ class MeshNode:
         self._relayed = SeenSet(config.max_relay_dedup)
         self._last_ack_sent: dict[tuple[Address, bytes], float] = {}
         self._pending: dict[bytes, PendingMessage] = {}
+        self._peer_keys: OrderedDict[Address, bytes] = OrderedDict()
+        """Public keys learnt from envelopes (checked against their address), most recent
+        last: what the ack of a duplicate and a reply before any route advert need."""
         self._unsealed: dict[Address, list[bytes]] = {}
         self._dump_budget = TokenBucket(_DUMPS_PER_SECOND, _DUMP_BURST, 0.0)
         self._limiter = RateLimiter(
@@ -295,7 +307,7 @@ class MeshNode:
             raise QueueFull("too many unresolved messages")
         self._start(now)
         expiry_ms = min(UINT48_MAX, int(expiry * 1000))
-        message_id = make_message_id(self.address, target, expiry_ms, self._drbg.take(16))
+        message_id = make_message_id(self.address, target, expiry_ms, self._drbg.take(16), payload)
         assert message_id not in self._pending
         self._pending[message_id] = PendingMessage(message_id, target, payload, expiry_ms / 1000)
         self._unsealed.setdefault(target, []).append(message_id)
@@ -476,6 +488,11 @@ class MeshNode:
         if message_key in self._delivered:
             self._stats["duplicates_destination"] += 1
             self._hop_ack(key, frame.hop_seq)
+            if frame.frag_index == 0 and frame.origin not in self._peer_keys:
+                # The ack needs the origin's key. Unknown here (after a restart, with no
+                # route advert of the origin), it comes with the envelope: the first
+                # fragment of a resent message starts with it.
+                self._learn_key(frame.origin, frame.chunk[:COMPRESSED_KEY_LENGTH])
             self._acknowledge(frame.origin, frame.message_id, expiry, now)
             return
         result = self._reassembler.add(
@@ -492,12 +509,13 @@ class MeshNode:
         if outcome is not Outcome.COMPLETE:
             return
         try:
-            payload = open_envelope(
+            payload, origin_key = open_envelope(
                 self._identity, result.body, frame.message_id, frame.origin, frame.expiry_ms
             )
         except EnvelopeError as exc:
             self._invalid(f"envelope rejected: {exc}")
             return
+        self._remember_key(frame.origin, origin_key)
         if self.config.app_acks:
             if message_key in self._awaiting_app_ack:
                 self._stats["duplicates_awaiting_app_ack"] += 1
@@ -522,10 +540,48 @@ class MeshNode:
         if pending is None or pending.destination != frame.origin:
             self._stats["acks_late_or_unknown"] += 1
             return
-        if not verify_ack(frame.chunk, frame.message_id, self.address, frame.origin):
-            self._invalid("end-to-end ack not signed by the destination")
+        expected = pending.ack
+        if expected is None:
+            # Restored and not yet resealed: the destination's key, if we know it.
+            expected = self._expected_ack(pending)
+            if expected is None:
+                self._stats["acks_unverifiable"] += 1
+                return
+        if not verify_ack(frame.chunk, expected):
+            self._invalid("end-to-end ack does not authenticate")
             return
         self._resolve(pending, delivered=True)
+
+    def _expected_ack(self, pending: PendingMessage) -> bytes | None:
+        key = self._key_of(pending.destination)
+        if key is None:
+            return None
+        return ack_tag(self._identity, key, pending.message_id, self.address, pending.destination)
+
+    def _key_of(self, address: Address) -> bytes | None:
+        """A peer's public key: from an envelope it sent us, or from its route advert
+        (either was checked against its address, so both give the same key)."""
+        key = self._peer_keys.get(address)
+        return key if key is not None else self._routing.public_key(address)
+
+    def _remember_key(self, address: Address, key: bytes) -> None:
+        """Keep a key already checked against ``address`` (bounded, least recent out)."""
+        keys = self._peer_keys
+        if address in keys:
+            keys.move_to_end(address)
+            return
+        if len(keys) >= _MAX_PEER_KEYS:
+            keys.popitem(last=False)
+        keys[address] = key
+
+    def _learn_key(self, address: Address, key: bytes) -> None:
+        """Keep ``key`` if it is ``address``'s (any bytes may come from a peer)."""
+        try:
+            if address_of_key(key) != address:
+                return
+        except EnvelopeError:
+            return
+        self._remember_key(address, key)
 
     # -- own messages ---------------------------------------------------------------------
 
@@ -536,6 +592,12 @@ class MeshNode:
         if custody_key in self._custody.items or (
             last is not None and now - last < self.config.reack_interval
         ):
+            return
+        origin_key = self._key_of(origin)
+        if origin_key is None:
+            # A duplicate after a restart, before we saw its first fragment and with no
+            # route advert of the origin: its end-to-end retry brings that fragment.
+            self._stats["acks_no_key"] += 1
             return
         if len(self._last_ack_sent) >= self.config.max_seen:
             self._last_ack_sent.clear()
@@ -550,7 +612,7 @@ class MeshNode:
             min(UINT48_MAX, int((expiry + self.config.ack_grace) * 1000)),
             0,
             1,
-            sign_ack(self._identity, message_id, origin),
+            ack_tag(self._identity, origin_key, message_id, origin, self.address),
         )
         item = CustodyItem(
             frame, encode_routed(frame)[ROUTED_PREFIX_LENGTH:], frame.hops_left, own=False
@@ -566,7 +628,7 @@ class MeshNode:
         waiting = self._unsealed.get(destination)
         if not waiting:
             return
-        key = self._routing.public_key(destination)
+        key = self._key_of(destination)
         if key is None:
             self._routing.request_route(destination, now)
             return
@@ -584,8 +646,9 @@ class MeshNode:
                     int(pending.expiry * 1000),
                     pending.payload,
                 )
-            except EnvelopeError:  # pragma: no cover -- keys come from verified adverts
+            except EnvelopeError:  # pragma: no cover -- keys are checked when learnt
                 continue
+            pending.ack = ack_tag(self._identity, key, message_id, self.address, destination)
             self._enqueue_own(pending, now)
             # Short-lived messages get their end-to-end retry within their lifetime.
             pending.retry_interval = max(

@@ -602,7 +602,7 @@ def run_1000_nodes(
 
 def overhead_bytes_per_frame(payload_size: int = 64, routed_mtu: int = 1200) -> float:
     """Bytes of a message's DATA frames that are not payload, per frame: the 69-byte routed
-    header of every frame plus the 114-byte envelope shared by the message's frames."""
+    header of every frame plus the envelope (49 bytes) shared by the message's frames."""
     chunk = routed_mtu - ROUTED_HEADER_LENGTH
     frames = -(-(payload_size + ENVELOPE_OVERHEAD) // chunk)
     return (frames * ROUTED_HEADER_LENGTH + ENVELOPE_OVERHEAD) / frames

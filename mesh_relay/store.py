@@ -240,6 +240,8 @@ class PendingMessage:
     expiry: float
     body: bytes | None = None
     """The sealed envelope, once the destination's key is known."""
+    ack: bytes | None = None
+    """The destination's end-to-end ack tag, computed when the message is sealed."""
     next_retry: float = 0.0
     retry_interval: float = 0.0
 
@@ -293,7 +295,9 @@ class SeenSet:
 # -- snapshot ---------------------------------------------------------------------------
 
 _MAGIC = b"SMMS"
-_SNAPSHOT_VERSION = 1
+_SNAPSHOT_VERSION = 2
+_SNAPSHOT_V1 = 1
+"""Written by v1 relays: read with its custody dropped (see ``decode_snapshot``)."""
 _U32 = struct.Struct(">I")
 _PENDING = struct.Struct(">16s20s6sI")
 _CUSTODY = struct.Struct(">BH")
@@ -323,7 +327,7 @@ def encode_snapshot(
     custody: list[CustodyItem],
     seen: list[tuple[Address, bytes, float]],
 ) -> bytes:
-    """Serialise the pending store (version 1, documented in docs/mesh.md)."""
+    """Serialise the pending store (version 2, documented in docs/mesh.md §9)."""
     parts = [_MAGIC, bytes((_SNAPSHOT_VERSION,)), _U32.pack(seqno), _U32.pack(len(pending))]
     for message in pending:
         parts.append(
@@ -362,12 +366,22 @@ class _Reader:
 
 
 def decode_snapshot(data: bytes) -> Snapshot:
-    """Parse a snapshot; raise ``SnapshotError`` if it is not one this version wrote."""
+    """Parse a snapshot; raise ``SnapshotError`` if it is not one this version wrote.
+
+    A snapshot of version 1 (a relay before the v2 envelope) is read without its custody:
+    those frames hold v1 envelopes and v1 acks that no v2 node can open or check, and a
+    stale fragment held under a message's id would stand in for the v2 one its origin
+    reseals. Its own messages (plaintext, resealed as v2 under the same ids), its
+    delivered ids (exactly-once across the upgrade) and its seqno are kept.
+    """
     if not isinstance(data, bytes):
         raise SnapshotError("snapshot must be bytes")
     reader = _Reader(data)
-    if reader.take(4) != _MAGIC or reader.take(1)[0] != _SNAPSHOT_VERSION:
-        raise SnapshotError("not a mesh snapshot of version 1")
+    if reader.take(4) != _MAGIC:
+        raise SnapshotError("not a mesh snapshot")
+    version = reader.take(1)[0]
+    if version not in (_SNAPSHOT_VERSION, _SNAPSHOT_V1):
+        raise SnapshotError(f"mesh snapshot of unknown version {version}")
     seqno = reader.u32()
     pending = []
     for _ in range(reader.u32()):
@@ -389,6 +403,8 @@ def decode_snapshot(data: bytes) -> Snapshot:
         if kind not in (FrameType.DATA, FrameType.E2E_ACK):
             raise SnapshotError("custody item of an unknown kind")
         tail = reader.take(length)
+        if version == _SNAPSHOT_V1:
+            continue
         try:
             frame = decode_frame(routed_prefix(FrameType(kind), 0, hops_left) + tail)
         except FrameDecodeError as exc:

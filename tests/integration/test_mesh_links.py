@@ -178,9 +178,9 @@ async def test_udp_malformed_datagrams_are_counted_and_dropped(mesh: Mesh) -> No
             b"",  # empty
             os.urandom(211),  # above the MTU
             os.urandom(64_000),  # far above it
-            b"\x01",  # a version byte and nothing else
-            b"\x02\x01" + os.urandom(50),  # a wrong version
-            b"\x01\x04" + os.urandom(80),  # a DATA frame cut short
+            b"\x02",  # a version byte and nothing else
+            b"\x01\x01" + os.urandom(50),  # a wrong version (a v1 relay's hello)
+            b"\x02\x04" + os.urandom(80),  # a DATA frame cut short
             encode_hop_ack([1, 2, 3])[:-1],  # a hop ack whose count lies
         ]
         + [os.urandom(n) for n in range(1, 200, 7)]

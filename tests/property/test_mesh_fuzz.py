@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import contextlib
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mesh_relay.config import Link
 from mesh_relay.effects import EventInvalidFrame, SendFrame
-from mesh_relay.errors import FrameDecodeError, SnapshotError
+from mesh_relay.envelope import message_id, open_envelope, seal
+from mesh_relay.errors import EnvelopeError, FrameDecodeError, SnapshotError
 from mesh_relay.frames import (
+    ACK_TAG_LENGTH,
+    VERSION,
     FrameType,
     Hello,
     RouteAdvert,
@@ -30,7 +34,7 @@ from mesh_relay.frames import (
     hello_digest,
     route_digest,
 )
-from mesh_relay.identity import Identity
+from mesh_relay.identity import Address, Identity
 from mesh_relay.node import MeshNode
 from mesh_relay.sim import fast_config, private_key_for
 from mesh_relay.store import PendingMessage, decode_snapshot, encode_snapshot
@@ -84,7 +88,7 @@ valid_frames = st.one_of(
                 exp,
                 count - 1,
                 count,
-                chunk if kind is FrameType.DATA else PEER.sign(b"\x00" * 32),
+                chunk if kind is FrameType.DATA else (chunk * ACK_TAG_LENGTH)[:ACK_TAG_LENGTH],
             )
         ),
         st.sampled_from([FrameType.DATA, FrameType.E2E_ACK]),
@@ -123,7 +127,12 @@ def mutated(draw: st.DrawFn, base: st.SearchStrategy[bytes]) -> bytes:
 
 any_bytes = st.one_of(
     st.binary(max_size=1300),
-    st.builds(lambda t, b: b"\x01" + bytes([t]) + b, st.integers(0, 255), st.binary(max_size=400)),
+    st.builds(
+        lambda v, t, b: bytes([v, t]) + b,
+        st.sampled_from([VERSION, VERSION, VERSION, 1]),
+        st.integers(0, 255),
+        st.binary(max_size=400),
+    ),
     mutated(valid_frames),
 )
 
@@ -216,3 +225,44 @@ def test_restore__mutated_snapshot__loads_or_snapshot_error(data: bytes) -> None
     except SnapshotError:
         return
     node.tick(NOW + 1)
+
+
+_ALICE = Identity((51).to_bytes(32, "big"))
+_BOB = Identity((52).to_bytes(32, "big"))
+
+
+@settings(max_examples=_EXAMPLES)
+@given(
+    payload=st.binary(max_size=300),
+    nonce=st.binary(min_size=16, max_size=16),
+    expiry_ms=st.integers(1, 2**48 - 1),
+    flip=st.integers(0, 10_000),
+    bit=st.integers(0, 7),
+    field=st.sampled_from(["body", "message_id", "origin", "expiry"]),
+)
+def test_envelope__any_flipped_bit_of_body_or_header__rejected(
+    payload: bytes, nonce: bytes, expiry_ms: int, flip: int, bit: int, field: str
+) -> None:
+    # The round trip holds, and one flipped bit anywhere the destination authenticates
+    # (the body, or a routed-header field) makes the envelope fail, never open to
+    # something else.
+    mid = message_id(_ALICE.address, _BOB.address, expiry_ms, nonce, payload)
+    body = seal(_ALICE, _BOB.public_key, mid, _BOB.address, expiry_ms, payload)
+    assert open_envelope(_BOB, body, mid, _ALICE.address, expiry_ms).payload == payload
+
+    def flipped(value: bytes) -> bytes:
+        changed = bytearray(value)
+        changed[flip % len(changed)] ^= 1 << bit
+        return bytes(changed)
+
+    origin, expiry = _ALICE.address, expiry_ms
+    if field == "body":
+        body = flipped(body)
+    elif field == "message_id":
+        mid = flipped(mid)
+    elif field == "origin":
+        origin = Address(flipped(origin))
+    else:
+        expiry = expiry_ms ^ (1 << (flip % 48))
+    with pytest.raises(EnvelopeError):
+        open_envelope(_BOB, body, mid, origin, expiry)

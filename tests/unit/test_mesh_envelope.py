@@ -1,4 +1,5 @@
-"""mesh_relay.envelope: only the destination reads; nobody alters; acks bind both ends."""
+"""mesh_relay.envelope (v2): only the destination reads; nobody else seals or alters; acks
+only the two ends can compute."""
 
 from __future__ import annotations
 
@@ -7,37 +8,41 @@ from Crypto.Cipher import ChaCha20_Poly1305
 
 from mesh_relay.envelope import (
     ENVELOPE_OVERHEAD,
+    Opened,
+    ack_tag,
     aead_decrypt,
     aead_encrypt,
+    associated_data,
     message_id,
     open_envelope,
     seal,
-    sign_ack,
     verify_ack,
 )
 from mesh_relay.errors import EnvelopeError
-from mesh_relay.identity import Identity, keccak256
+from mesh_relay.identity import Identity, ecdh_secret, keccak256
 
 ALICE = Identity((11).to_bytes(32, "big"))
 BOB = Identity((12).to_bytes(32, "big"))
 MALLORY = Identity((13).to_bytes(32, "big"))
 EXPIRY_MS = 1_700_000_060_000
 PAYLOAD = b"pay 5 tokens to carol, secret hash 0123456789abcdef"
-MID = message_id(ALICE.address, BOB.address, EXPIRY_MS, b"n" * 16)
+MID = message_id(ALICE.address, BOB.address, EXPIRY_MS, b"n" * 16, PAYLOAD)
 
 
-def _sealed(payload: bytes = PAYLOAD) -> bytes:
-    return seal(ALICE, BOB.public_key, MID, BOB.address, EXPIRY_MS, payload)
+def _sealed(payload: bytes = PAYLOAD, mid: bytes = MID) -> bytes:
+    return seal(ALICE, BOB.public_key, mid, BOB.address, EXPIRY_MS, payload)
 
 
 def test_seal_open__round_trip_and_size() -> None:
     body = _sealed()
-    assert len(body) == len(PAYLOAD) + ENVELOPE_OVERHEAD == len(PAYLOAD) + 114
-    assert open_envelope(BOB, body, MID, ALICE.address, EXPIRY_MS) == PAYLOAD
+    assert len(body) == len(PAYLOAD) + ENVELOPE_OVERHEAD == len(PAYLOAD) + 49
+    assert body[:33] == ALICE.public_key
+    opened = open_envelope(BOB, body, MID, ALICE.address, EXPIRY_MS)
+    assert opened == Opened(PAYLOAD, ALICE.public_key)
 
 
 def test_seal__empty_payload() -> None:
-    assert open_envelope(BOB, _sealed(b""), MID, ALICE.address, EXPIRY_MS) == b""
+    assert open_envelope(BOB, _sealed(b""), MID, ALICE.address, EXPIRY_MS).payload == b""
 
 
 def test_seal__plaintext_absent_from_body() -> None:
@@ -47,11 +52,38 @@ def test_seal__plaintext_absent_from_body() -> None:
 
 
 def test_seal__deterministic_for_the_same_message_distinct_across_messages() -> None:
-    assert _sealed() == _sealed()
-    other = message_id(ALICE.address, BOB.address, EXPIRY_MS, b"o" * 16)
-    assert (
-        seal(ALICE, BOB.public_key, other, BOB.address, EXPIRY_MS, PAYLOAD)[:33] != _sealed()[:33]
+    # A restart reseals a pending message from its plaintext: the same bytes, so
+    # fragments of the old and the new sealing can meet at the destination.
+    assert _sealed() == seal(
+        Identity((11).to_bytes(32, "big")), BOB.public_key, MID, BOB.address, EXPIRY_MS, PAYLOAD
     )
+    other = message_id(ALICE.address, BOB.address, EXPIRY_MS, b"o" * 16, PAYLOAD)
+    one, two = _sealed(), _sealed(mid=other)
+    assert one[33:] != two[33:]
+    # The same plaintext under two ids shares no keystream.
+    assert bytes(a ^ b for a, b in zip(one[33:-16], two[33:-16], strict=True)) != bytes(
+        len(PAYLOAD)
+    )
+
+
+def test_message_id__covers_the_payload__a_repeated_nonce_never_reuses_a_key() -> None:
+    # A nonce that repeats (a node restarted with an old seed) with another payload
+    # gives another id, so another key: the all-zero AEAD nonce stays safe.
+    again = message_id(ALICE.address, BOB.address, EXPIRY_MS, b"n" * 16, PAYLOAD + b"!")
+    assert again != MID
+    assert message_id(ALICE.address, BOB.address, EXPIRY_MS, b"n" * 16, PAYLOAD) == MID
+
+
+def test_seal__both_directions_of_a_pair_use_different_keys() -> None:
+    # ECDH(a, B) == ECDH(b, A): only the header's order of the two ends separates
+    # Alice -> Bob from Bob -> Alice under the same id and expiry.
+    from mesh_relay.envelope import _message_key  # noqa: PLC0415
+
+    shared = ALICE.ecdh(BOB.public_key)
+    assert shared == BOB.ecdh(ALICE.public_key)
+    forward = _message_key(shared, associated_data(MID, BOB.address, ALICE.address, EXPIRY_MS))
+    backward = _message_key(shared, associated_data(MID, ALICE.address, BOB.address, EXPIRY_MS))
+    assert forward != backward
 
 
 def test_open__by_anyone_else__fails() -> None:
@@ -59,7 +91,7 @@ def test_open__by_anyone_else__fails() -> None:
         open_envelope(MALLORY, _sealed(), MID, ALICE.address, EXPIRY_MS)
 
 
-@pytest.mark.parametrize("position", [0, 20, 33, 60, 97, 98, 110, -17, -1])
+@pytest.mark.parametrize("position", [0, 1, 20, 32, 33, 40, 60, 82, -17, -16, -1])
 def test_open__any_flipped_byte__fails(position: int) -> None:
     body = bytearray(_sealed())
     body[position] ^= 0x01
@@ -75,49 +107,87 @@ def test_open__header_fields_are_authenticated() -> None:
         open_envelope(BOB, body, MID, MALLORY.address, EXPIRY_MS)
     with pytest.raises(EnvelopeError):
         open_envelope(BOB, body, MID, ALICE.address, EXPIRY_MS + 1)
+    with pytest.raises(EnvelopeError):  # sealed for Bob, claimed to be for Mallory
+        open_envelope(MALLORY, body, MID, ALICE.address, EXPIRY_MS)
 
 
-def test_open__re_signed_by_a_relay__fails() -> None:
-    # Mallory strips Alice's signature and signs the ciphertext as her own message.
-    from mesh_relay.envelope import _MESSAGE_DOMAIN, associated_data  # noqa: PLC0415
-    from mesh_relay.identity import keccak256  # noqa: PLC0415
-
-    body = _sealed()
-    header = associated_data(MID, BOB.address, MALLORY.address, EXPIRY_MS)
-    forged_sig = MALLORY.sign(keccak256(_MESSAGE_DOMAIN + header + body[:33] + body[98:]))
-    forged = body[:33] + forged_sig + body[98:]
+def test_open__origin_key_of_another_node__fails() -> None:
+    # Mallory puts her own key in Alice's envelope: it does not hash to Alice's address.
+    forged = MALLORY.public_key + _sealed()[33:]
+    with pytest.raises(EnvelopeError, match="not its origin's"):
+        open_envelope(BOB, forged, MID, ALICE.address, EXPIRY_MS)
+    # Not a key at all.
     with pytest.raises(EnvelopeError):
+        open_envelope(BOB, b"\x02" + b"\xff" * 32 + _sealed()[33:], MID, ALICE.address, EXPIRY_MS)
+
+
+def test_open__relay_passes_the_ciphertext_off_as_its_own__fails() -> None:
+    # Mallory takes Alice's ciphertext and claims it: her key, her address as origin.
+    forged = MALLORY.public_key + _sealed()[33:]
+    with pytest.raises(EnvelopeError, match="does not authenticate"):
         open_envelope(BOB, forged, MID, MALLORY.address, EXPIRY_MS)
+
+
+def test_open__forged_by_a_third_party__fails() -> None:
+    # Mallory seals her own payload in Alice's name with every secret but the pair's:
+    # the key she can compute (ECDH with her own key) is not Alice and Bob's.
+    from mesh_relay.envelope import _message_key  # noqa: PLC0415
+
+    header = associated_data(MID, BOB.address, ALICE.address, EXPIRY_MS)
+    guess = _message_key(MALLORY.ecdh(BOB.public_key), header)
+    forged = ALICE.public_key + aead_encrypt(guess, header, b"pay mallory")
+    with pytest.raises(EnvelopeError, match="does not authenticate"):
+        open_envelope(BOB, forged, MID, ALICE.address, EXPIRY_MS)
 
 
 def test_open__truncated__fails() -> None:
     with pytest.raises(EnvelopeError):
-        open_envelope(BOB, _sealed()[:113], MID, ALICE.address, EXPIRY_MS)
+        open_envelope(BOB, _sealed()[:48], MID, ALICE.address, EXPIRY_MS)
+    with pytest.raises(EnvelopeError):
+        open_envelope(BOB, _sealed()[:-1], MID, ALICE.address, EXPIRY_MS)
 
 
-def test_seal__invalid_destination_key__fails() -> None:
+def test_seal__invalid_or_foreign_destination_key__fails() -> None:
     with pytest.raises(EnvelopeError):
         seal(ALICE, b"\x02" + b"\xff" * 32, MID, BOB.address, EXPIRY_MS, PAYLOAD)
+    with pytest.raises(EnvelopeError, match="not the destination's"):
+        seal(ALICE, MALLORY.public_key, MID, BOB.address, EXPIRY_MS, PAYLOAD)
 
 
-def test_ack__verifies_only_for_its_message_and_ends() -> None:
-    signature = sign_ack(BOB, MID, ALICE.address)
-    assert verify_ack(signature, MID, ALICE.address, BOB.address)
-    assert not verify_ack(signature, b"y" * 16, ALICE.address, BOB.address)
-    assert not verify_ack(signature, MID, MALLORY.address, BOB.address)
-    assert not verify_ack(sign_ack(MALLORY, MID, ALICE.address), MID, ALICE.address, BOB.address)
-    assert not verify_ack(b"\x00" * 65, MID, ALICE.address, BOB.address)
+def test_ack__both_ends_compute_it__nobody_else_can() -> None:
+    at_destination = ack_tag(BOB, ALICE.public_key, MID, ALICE.address, BOB.address)
+    expected = ack_tag(ALICE, BOB.public_key, MID, ALICE.address, BOB.address)
+    assert len(at_destination) == 16 and at_destination == expected
+    assert verify_ack(at_destination, expected)
+    # Another message, other ends, the other direction, a third party's key: all differ.
+    assert ack_tag(BOB, ALICE.public_key, b"y" * 16, ALICE.address, BOB.address) != expected
+    assert ack_tag(BOB, ALICE.public_key, MID, BOB.address, ALICE.address) != expected
+    assert ack_tag(MALLORY, ALICE.public_key, MID, ALICE.address, BOB.address) != expected
+    assert ack_tag(MALLORY, BOB.public_key, MID, ALICE.address, BOB.address) != expected
+    assert not verify_ack(bytes(16), expected)
+    assert not verify_ack(expected[:15], expected)
+    assert not verify_ack(expected + b"\x00", expected)
+
+
+def test_ack__is_a_keyed_hash_of_the_pair_secret() -> None:
+    # Pinned construction: keccak256(domain ‖ ECDH secret ‖ id ‖ origin ‖ destination)[:16].
+    shared = ecdh_secret((12).to_bytes(32, "big"), ALICE.public_key)
+    assert (
+        ack_tag(BOB, ALICE.public_key, MID, ALICE.address, BOB.address)
+        == keccak256(b"smartmesh/mesh/v2/ack" + shared + MID + ALICE.address + BOB.address)[:16]
+    )
 
 
 def test_message_id__16_bytes_and_depends_on_every_field() -> None:
     ids = {
         MID,
-        message_id(BOB.address, BOB.address, EXPIRY_MS, b"n" * 16),
-        message_id(ALICE.address, ALICE.address, EXPIRY_MS, b"n" * 16),
-        message_id(ALICE.address, BOB.address, EXPIRY_MS + 1, b"n" * 16),
-        message_id(ALICE.address, BOB.address, EXPIRY_MS, b"m" * 16),
+        message_id(BOB.address, BOB.address, EXPIRY_MS, b"n" * 16, PAYLOAD),
+        message_id(ALICE.address, ALICE.address, EXPIRY_MS, b"n" * 16, PAYLOAD),
+        message_id(ALICE.address, BOB.address, EXPIRY_MS + 1, b"n" * 16, PAYLOAD),
+        message_id(ALICE.address, BOB.address, EXPIRY_MS, b"m" * 16, PAYLOAD),
+        message_id(ALICE.address, BOB.address, EXPIRY_MS, b"n" * 16, b""),
     }
-    assert len(ids) == 5 and all(len(i) == 16 for i in ids)
+    assert len(ids) == 6 and all(len(i) == 16 for i in ids)
 
 
 @pytest.mark.parametrize("length", [0, 1, 15, 16, 17, 64, 141, 1131, 5000])

@@ -7,12 +7,14 @@ import pytest
 
 from mesh_relay.errors import FrameDecodeError
 from mesh_relay.frames import (
+    ACK_TAG_LENGTH,
     E2E_ACK_LENGTH,
     HELLO_LENGTH,
     METRIC_INFINITY,
     ROUTE_ENTRY_LENGTH,
     ROUTED_HEADER_LENGTH,
     SEQNO_REQUEST_LENGTH,
+    VERSION,
     FrameType,
     Hello,
     HopAck,
@@ -39,7 +41,8 @@ HELLO = Hello(seqno=7, time_ms=1_700_000_000_123, nonce=b"n" * 8, signature=SIG)
 ADVERT = RouteAdvert(A, 5, 3, SIG)
 REQUEST = SeqnoRequest(A, 9, 16)
 DATA = Routed(FrameType.DATA, 513, 64, b"m" * 16, A, B, 1_700_000_060_000, 1, 3, b"chunk")
-ACK = Routed(FrameType.E2E_ACK, 2, 64, b"m" * 16, B, A, 1_700_000_120_000, 0, 1, SIG)
+TAG = b"\x22" * 16
+ACK = Routed(FrameType.E2E_ACK, 2, 64, b"m" * 16, B, A, 1_700_000_120_000, 0, 1, TAG)
 
 
 def test_sizes__as_documented() -> None:
@@ -47,14 +50,15 @@ def test_sizes__as_documented() -> None:
     assert ROUTE_ENTRY_LENGTH == 91
     assert SEQNO_REQUEST_LENGTH == 27
     assert ROUTED_HEADER_LENGTH == 69
-    assert E2E_ACK_LENGTH == 134
+    assert E2E_ACK_LENGTH == 85 and ACK_TAG_LENGTH == 16
+    assert VERSION == 2
     assert routes_per_frame(210) == 2
     assert routes_per_frame(1200) == 13
 
 
 def test_hello__round_trip() -> None:
     data = encode_hello(HELLO)
-    assert len(data) == HELLO_LENGTH and data[:2] == b"\x01\x01"
+    assert len(data) == HELLO_LENGTH and data[:2] == b"\x02\x01"
     assert decode_frame(data) == HELLO
 
 
@@ -100,16 +104,18 @@ def _with(data: bytes, offset: int, value: bytes) -> bytes:
 REJECTED = {
     "not bytes": bytearray(encode_hello(HELLO)),
     "empty": b"",
-    "one byte": b"\x01",
+    "one byte": b"\x02",
     "version 0": _with(encode_hello(HELLO), 0, b"\x00"),
-    "version 2": _with(encode_hello(HELLO), 0, b"\x02"),
-    "type 0": b"\x01\x00" + bytes(83),
-    "type 7": b"\x01\x07" + bytes(83),
-    "type 255": b"\x01\xff",
+    "version 1 (before the v2 envelope)": _with(encode_hello(HELLO), 0, b"\x01"),
+    "version 1 e2e ack": _with(encode_routed(ACK)[:ROUTED_HEADER_LENGTH] + SIG, 0, b"\x01"),
+    "version 3": _with(encode_hello(HELLO), 0, b"\x03"),
+    "type 0": b"\x02\x00" + bytes(83),
+    "type 7": b"\x02\x07" + bytes(83),
+    "type 255": b"\x02\xff",
     "hello short": encode_hello(HELLO)[:-1],
     "hello long": encode_hello(HELLO) + b"\x00",
-    "routes no count": b"\x01\x02",
-    "routes count 0": b"\x01\x02\x00",
+    "routes no count": b"\x02\x02",
+    "routes count 0": b"\x02\x02\x00",
     "routes short": encode_routes([ADVERT])[:-1],
     "routes long": encode_routes([ADVERT]) + b"\x00",
     "routes count too high": _with(encode_routes([ADVERT]), 2, b"\x02"),
@@ -125,11 +131,12 @@ REJECTED = {
     "routed to itself": _with(encode_routed(DATA), 41, A),
     "fragment count 0": _with(encode_routed(DATA), 68, b"\x00"),
     "fragment index = count": _with(encode_routed(DATA), 67, b"\x03"),
-    "ack short signature": encode_routed(ACK)[:-1],
-    "ack long signature": encode_routed(ACK) + b"\x00",
+    "ack short tag": encode_routed(ACK)[:-1],
+    "ack long tag": encode_routed(ACK) + b"\x00",
+    "ack with a v1 signature": encode_routed(ACK)[:ROUTED_HEADER_LENGTH] + SIG,
     "ack fragmented": _with(encode_routed(ACK), 68, b"\x02"),
-    "hop ack no count": b"\x01\x06",
-    "hop ack count 0": b"\x01\x06\x00",
+    "hop ack no count": b"\x02\x06",
+    "hop ack count 0": b"\x02\x06\x00",
     "hop ack short": encode_hop_ack([1, 2])[:-1],
     "hop ack long": encode_hop_ack([1]) + b"\x00",
 }

@@ -10,7 +10,9 @@ from mesh_relay.identity import (
     SECP256K1_N,
     Drbg,
     Identity,
+    address_of_key,
     as_address,
+    ecdh_secret,
     keccak256,
     recover,
     recover_address,
@@ -116,16 +118,55 @@ def test_drbg__deterministic_per_seed_and_never_repeats() -> None:
         Drbg(b"short")
 
 
-def test_secret_scalar__deterministic_in_range_and_keyed() -> None:
-    one, two = Identity(KEY_ONE), Identity((2).to_bytes(32, "big"))
-    scalar = one.secret_scalar(b"d", b"m")
-    assert scalar == one.secret_scalar(b"d", b"m")
-    assert 0 < int.from_bytes(scalar, "big") < SECP256K1_N
-    assert scalar != one.secret_scalar(b"d", b"n") != two.secret_scalar(b"d", b"m")
-
-
 def test_ecdh__symmetric_and_rejects_garbage() -> None:
     one, two = Identity(KEY_ONE), Identity((2).to_bytes(32, "big"))
     assert one.ecdh(two.public_key) == two.ecdh(one.public_key)
     with pytest.raises(EnvelopeError):
         one.ecdh(b"\x02" + b"\xff" * 32)
+
+
+def test_ecdh__libsecp256k1_secret__matches_py_ecc() -> None:
+    # sha256 of the compressed shared point, computed independently.
+    import hashlib  # noqa: PLC0415
+
+    from py_ecc.secp256k1 import secp256k1 as ref  # noqa: PLC0415
+
+    two = Identity((2).to_bytes(32, "big"))
+    x, y = ref.multiply(ref.privtopub((2).to_bytes(32, "big")), 0x1234567)
+    point = bytes((2 + (y & 1),)) + x.to_bytes(32, "big")
+    expected = hashlib.sha256(point).digest()
+    assert two.ecdh(Identity((0x1234567).to_bytes(32, "big")).public_key) == expected
+    assert (
+        ecdh_secret((2).to_bytes(32, "big"), Identity((0x1234567).to_bytes(32, "big")).public_key)
+        == expected
+    )
+
+
+def test_ecdh__memoised_per_identity_and_bounded() -> None:
+    one = Identity(KEY_ONE)
+    peers = [Identity((i).to_bytes(32, "big")).public_key for i in range(2, 6)]
+    first = [one.ecdh(peer) for peer in peers]
+    assert [one.ecdh(peer) for peer in peers] == first
+    assert list(one._secrets) == peers  # the memo itself
+    with pytest.raises(EnvelopeError):
+        one.ecdh(b"\x03" + b"\xff" * 32)
+    assert len(one._secrets) == 4  # a bad key is not remembered
+    assert Identity((2).to_bytes(32, "big"))._secrets == {}  # per identity
+
+
+def test_address_of_key__the_identity_address__bad_keys_rejected() -> None:
+    identity = Identity(KEY_ONE)
+    assert address_of_key(identity.public_key) == identity.address
+    assert address_of_key(identity.public_key).hex() == "7e5f4552091a69125d5dfcb7b8c2659029395bdf"
+    uncompressed = b"\x04" + bytes(64)
+    for bad in (
+        b"",
+        identity.public_key[:-1],
+        b"\x02" + b"\xff" * 32,
+        b"\x04" + bytes(32),
+        uncompressed[:33],
+        "02" * 33,
+        bytes(33),
+    ):
+        with pytest.raises(EnvelopeError):
+            address_of_key(bad)  # type: ignore[arg-type]

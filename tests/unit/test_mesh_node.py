@@ -63,7 +63,7 @@ def test_three_relays__fragmented_payload_delivered_relays_learn_nothing(mtu: in
     origin, destination = sim.nodes[0].address, sim.nodes[4].address
     for relay in (1, 2, 3):
         counts = sim.nodes[relay].accounting[(origin, destination)]
-        assert counts.messages == 1 and counts.frames >= -(-(len(payload) + 114) // (mtu - 69))
+        assert counts.messages == 1 and counts.frames == -(-(len(payload) + 49) // (mtu - 69))
         assert sim.nodes[relay].accounting[(destination, origin)].messages == 1  # the ack
         assert events(sim, relay, Deliver) == []
 
@@ -224,12 +224,109 @@ def test_snapshot_restore__delivered_ids_survive__no_double_delivery() -> None:
     effects = restarted.receive_frame(RADIO, 0, captured[0], sim.now)
     assert not any(isinstance(e, Deliver) for e in effects)
     assert len(sim.messages[message_id].deliveries) == 1
+    # The origin's key came back with the duplicate's first fragment: the ack is owed.
+    assert restarted.stats["acks_sent"] == 1 and restarted.custody_count() == 1
+
+
+def test_snapshot_restore__duplicate_without_its_first_fragment__ack_waits_for_it() -> None:
+    sim = chain(2)
+    captured = _capture(sim, 0, FrameType.DATA)
+    message_id = sim.send(0, 1, bytes(150), 120)  # two fragments at 210
+    sim.run(sim.now + 3)
+    assert len(captured) == 2 and sim.messages[message_id].outcome == "delivered"
+    restarted = MeshNode(sim.config, private_key_for(2, 1), b"fresh seed after restart")
+    restarted.restore(sim.nodes[1].snapshot(), sim.now)
+    restarted.link_up(Link(RADIO, 210), sim.now)
+    restarted.receive_frame(RADIO, 0, captured[1], sim.now)
+    assert restarted.stats["acks_no_key"] == 1 and restarted.stats["acks_sent"] == 0
+    restarted.receive_frame(RADIO, 0, captured[0], sim.now)
+    assert restarted.stats["acks_sent"] == 1
+
+
+def test_snapshot_restore__origin_reseals_the_same_bytes() -> None:
+    sim = chain(2)
+    before = _capture(sim, 0, FrameType.DATA)
+    message_id = sim.send(0, 1, bytes(range(150)), 120)
+    sim.run(sim.now + 0.01)  # sent, not yet acknowledged
+    saved = sim.nodes[0].snapshot()
+    sim.run(sim.now + 3)
+    restarted = MeshNode(sim.config, private_key_for(2, 0), b"fresh seed after restart")
+    sim.nodes[0] = restarted
+    after = _capture(sim, 0, FrameType.DATA)
+    sim.apply(0, restarted.restore(saved, sim.now))
+    sim.power_on([0])
+    sim.run(sim.now + 5)
+    # Resealed from the plaintext: every fragment byte for byte as before (from the
+    # routed header's message id on: the per-hop prefix is the hop's own).
+    assert len(before) == 2 and [f[5:] for f in after[:2]] == [f[5:] for f in before]
+    assert len(sim.messages[message_id].deliveries) == 1
+    assert events(sim, 0, EventDelivered)[-1] == EventDelivered(message_id)
+
+
+def test_forged_e2e_acks__rejected__the_real_one_resolves() -> None:
+    from mesh_relay.envelope import ack_tag  # noqa: PLC0415
+    from mesh_relay.identity import Identity  # noqa: PLC0415
+
+    sim = chain(2)
+    acks: list[bytes] = []
+
+    def hold_acks(node: int, effect: SendFrame) -> bool:
+        if node == 1 and effect.data[1] == FrameType.E2E_ACK:
+            acks.append(effect.data)
+            return True
+        return False
+
+    sim.tap = hold_acks
+    message_id = sim.send(0, 1, b"ack me for real", 60)
+    sim.run(sim.now + 2)
+    real = acks[0]
+    origin, destination = sim.nodes[0].address, sim.nodes[1].address
+    mallory = Identity(private_key_for(99, 0))
+    forgeries = [
+        real[:-1] + bytes((real[-1] ^ 1,)),  # a flipped bit
+        real[:-16] + bytes(16),  # zeros
+        # A third party's best try: a tag under her own secret with either end.
+        real[:-16] + ack_tag(mallory, sim.nodes[1].public_key, message_id, origin, destination),
+        real[:-16] + ack_tag(mallory, sim.nodes[0].public_key, message_id, origin, destination),
+    ]
+    for forged in forgeries:
+        effects = sim.inject(0, 1, forged)
+        assert [e.reason for e in effects if isinstance(e, EventInvalidFrame)] == [
+            "end-to-end ack does not authenticate"
+        ]
+    assert sim.nodes[0].pending_count() == 1 and events(sim, 0, EventDelivered) == []
+    sim.inject(0, 1, real)
+    assert events(sim, 0, EventDelivered) == [EventDelivered(message_id)]
+
+
+def test_destination_never_heard_the_origins_route__opens_and_replies_at_once() -> None:
+    # The origin's key travels in the envelope: delivery does not wait for its advert.
+    sim = Simulator(2, fast_config(), seed=9)
+    hide = [True]
+    sim.tap = lambda node, effect: hide[0] and node == 0 and effect.data[1] == FrameType.ROUTES
+    sim.connect(0, 1)
+    sim.power_on()
+    sim.run(sim.now + 5)
+    origin = sim.nodes[0].address
+    assert sim.nodes[1].routing.public_key(origin) is None
+    message_id = sim.send(0, 1, b"no advert needed", 60)
+    sim.run(sim.now + 2)
+    assert sim.messages[message_id].delivered_to == [1]
+    assert sim.nodes[1].routing.public_key(origin) is None
+    # A reply is sealed at once with the key from the envelope; it waits only for a route.
+    reply = sim.send(1, 0, b"reply", 60)
+    sim.run(sim.now + 0.01)
+    assert sim.nodes[1].custody_count() == 2  # the ack and the sealed reply
+    hide[0] = False
+    sim.run(sim.now + 10)
+    assert sim.messages[message_id].outcome == "delivered"
+    assert sim.messages[reply].outcome == "delivered"
 
 
 def test_malformed_frames__counted_and_dropped_never_raised() -> None:
     node = MeshNode(fast_config(), private_key_for(1, 0), b"seed" * 4)
     node.link_up(Link(RADIO, 210), NOW)
-    for garbage in (b"", b"\x01", b"\x02\x01", b"\x01\x09xyz", b"\x01\x04" + bytes(100)):
+    for garbage in (b"", b"\x02", b"\x01\x01", b"\x02\x09xyz", b"\x02\x04" + bytes(100)):
         effects = node.receive_frame(RADIO, "peer", garbage, NOW)
         assert [type(e) for e in effects] == [EventInvalidFrame]
     assert node.stats["invalid_frames"] == 5
@@ -237,7 +334,7 @@ def test_malformed_frames__counted_and_dropped_never_raised() -> None:
 
 def test_frame_on_a_link_that_is_down__ignored() -> None:
     node = MeshNode(fast_config(), private_key_for(1, 0), b"seed" * 4)
-    assert node.receive_frame("nowhere", "peer", b"\x01\x01", NOW) == []
+    assert node.receive_frame("nowhere", "peer", b"\x02\x01", NOW) == []
     assert node.stats["dropped_link_down"] == 1
 
 
@@ -265,7 +362,7 @@ def test_flooding_neighbour__rate_limited_while_others_are_served() -> None:
     config = dataclasses.replace(fast_config(), rate_bytes_per_s=2_000.0, rate_burst_bytes=4_000.0)
     sim = chain(3, config=config)
     for _ in range(500):
-        sim.inject(1, 99, b"\x01\x01" + bytes(83))  # a flood from a stranger
+        sim.inject(1, 99, b"\x02\x01" + bytes(83))  # a flood from a stranger
     assert sim.nodes[1].stats["dropped_rate_limited"] >= 450
     message_id = sim.send(0, 2, b"still served", 30)
     sim.run(sim.now + 5)

@@ -89,6 +89,7 @@ def test_thousand_node_bench__scaled_down() -> None:
 def test_overhead_bytes_per_frame__header_plus_shared_envelope() -> None:
     from mesh_relay.sim import overhead_bytes_per_frame  # noqa: PLC0415
 
-    assert overhead_bytes_per_frame(64, 1200) == 69 + 114  # one frame
-    assert overhead_bytes_per_frame(64, 210) == (2 * 69 + 114) / 2  # two frames
-    assert overhead_bytes_per_frame(27, 210) == 69 + 114  # the most that fits one frame
+    assert overhead_bytes_per_frame(64, 1200) == 69 + 49  # one frame
+    assert overhead_bytes_per_frame(64, 210) == 69 + 49  # one frame at 210 too (v1: two)
+    assert overhead_bytes_per_frame(92, 210) == 69 + 49  # the most that fits one frame
+    assert overhead_bytes_per_frame(93, 210) == (2 * 69 + 49) / 2  # two frames

@@ -105,12 +105,12 @@ def test_snapshot__round_trip() -> None:
     [
         b"",
         b"XXXX" + snapshot()[4:],
-        snapshot()[:4] + b"\x02" + snapshot()[5:],
+        snapshot()[:4] + b"\x03" + snapshot()[5:],
         snapshot()[:-1],
         snapshot() + b"\x00",
         "text",
     ],
-    ids=["empty", "magic", "version", "truncated", "trailing", "not bytes"],
+    ids=["empty", "magic", "unknown version", "truncated", "trailing", "not bytes"],
 )
 def test_snapshot__corrupt__snapshot_error(data: bytes) -> None:
     with pytest.raises(SnapshotError):
@@ -123,3 +123,33 @@ def test_snapshot__corrupt_custody_frame__snapshot_error() -> None:
     corrupt = data[: start + 16] + bytes(20) + data[start + 36 :]  # zero destination
     with pytest.raises(SnapshotError):
         decode_snapshot(corrupt)
+
+
+def test_snapshot__version_1__kept_but_its_custody_dropped() -> None:
+    # A relay upgraded to the v2 envelope restarts on its v1 snapshot: its own messages
+    # (resealed as v2), its delivered ids (exactly-once) and its seqno survive; frames in
+    # custody hold v1 envelopes and acks no v2 node can use (a v1 ack's 65-byte signature
+    # does not even decode as a v2 frame), and are dropped.
+    v1_ack_tail = b"m" * 16 + A + B + (2_000_000).to_bytes(6, "big") + b"\x00\x01" + b"\x11" * 65
+    v1 = b"".join(
+        [
+            b"SMMS\x01",
+            (42).to_bytes(4, "big"),
+            (1).to_bytes(4, "big"),
+            b"p" * 16 + B + (123_456).to_bytes(6, "big") + (7).to_bytes(4, "big") + b"payload",
+            (2).to_bytes(4, "big"),
+            b"\x3f" + len(item(2).tail).to_bytes(2, "big") + b"\x04" + item(2).tail,
+            b"\x3f" + len(v1_ack_tail).to_bytes(2, "big") + b"\x05" + v1_ack_tail,
+            (1).to_bytes(4, "big"),
+            A + b"s" * 16 + (99_500).to_bytes(6, "big"),
+        ]
+    )
+    decoded = decode_snapshot(v1)
+    assert decoded.seqno == 42
+    assert decoded.pending == ((b"p" * 16, B, 123.456, b"payload"),)
+    assert decoded.custody == ()
+    assert decoded.seen == ((A, b"s" * 16, 99.5),)
+    with pytest.raises(SnapshotError):  # still parsed in full
+        decode_snapshot(v1[:-1])
+    with pytest.raises(SnapshotError):  # the same bytes as version 2: the ack is refused
+        decode_snapshot(v1[:4] + b"\x02" + v1[5:])
