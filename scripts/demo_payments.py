@@ -16,6 +16,7 @@ Does not belong here: anything a node does (the node), starting anvil and deploy
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from web3 import Web3
 
 from offchain.api.client import ApiClient
 from offchain.chain.artifacts import load_artifact
+from offchain.chain.events import ContractKind, topic0_of
 from scripts.anvil import DEV_PRIVATE_KEYS, rpc
 from scripts.deployer import Web3Sender
 from scripts.nodes import NodeProcess
@@ -54,6 +56,7 @@ class Demo:
         self.work = work
         self.token = token
         self.w3 = Web3(Web3.HTTPProvider(anvil_url))
+        self.manifest_data = json.loads(manifest.read_text())
         self.log = Timeline()
         keys = [bytes.fromhex(k[2:]) for k in DEV_PRIVATE_KEYS[:5]]
         self.nodes: list[NodeProcess] = []
@@ -155,7 +158,9 @@ class Demo:
             await c[i].close_channel(self.token, n[i + 1].address, cooperative=True)
             log(f"channel {n[i].name}-{n[i + 1].name} settled cooperatively (one transaction)")
         await c[3].close_channel(self.token, n[4].address, cooperative=False)
-        log("channel D-E closed unilaterally by D; E's node checks the proof on chain")
+        log("channel D-E closed unilaterally by D (with E's latest proof)")
+        await self._until(self._updated, 60)
+        log("E's node saw the close and submitted D's latest proof (update, on chain)")
         rpc(self.url, "evm_increaseTime", [3_700])
         rpc(self.url, "evm_mine", [])
         log("anvil: one hour passes (the settle window)")
@@ -192,6 +197,16 @@ class Demo:
     async def _has_channel(self, who: int, partner: int) -> bool:
         channels = await self.clients[who].channels(self.token)
         return any(ch["partner"].lower() == self.nodes[partner].address for ch in channels)
+
+    async def _updated(self) -> bool:
+        """Whether the non-closing side's proof is on chain (a NonClosingBalanceProofUpdated
+        log of the token network)."""
+        network = self.manifest_data["token_networks"][self.token]
+        topic = topic0_of(ContractKind.TOKEN_NETWORK, "NonClosingBalanceProofUpdated")
+        logs = self.w3.eth.get_logs(
+            {"address": Web3.to_checksum_address(network), "topics": [topic], "fromBlock": 0}
+        )
+        return bool(logs)
 
     async def _locks_drained(self) -> bool:
         """No lock pending but returned pairs (a lock and its mirror, which cancel out)."""
