@@ -563,6 +563,15 @@ class NodeConfig:
             _Int(MIN_MTU, MAX_MTU),
         ),
     )
+    mesh_rate_kib_per_s: int = field(
+        default=8_192,
+        metadata=_meta(
+            "mesh",
+            "KiB/s each neighbour may send us before its frames are dropped (bursts of twice "
+            "that); a relay on a radio mesh uses 256, a node paying over fast links needs more",
+            _Int(1, 1_048_576),
+        ),
+    )
     mesh_snapshot_interval: float = field(
         default=1.0,
         metadata=_meta(
@@ -669,7 +678,10 @@ class NodeConfig:
         return self.data_dir / "mesh.snapshot"
 
     def mesh_config(self) -> MeshConfig:
-        return MeshConfig(routed_mtu=self.mesh_mtu)
+        rate = float(self.mesh_rate_kib_per_s * 1024)
+        return MeshConfig(
+            routed_mtu=self.mesh_mtu, rate_bytes_per_s=rate, rate_burst_bytes=2 * rate
+        )
 
     def mesh_beacon_addresses(self) -> list[Endpoint]:
         """Where the UDP link sends its beacons, in order, without repeats."""

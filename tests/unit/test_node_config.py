@@ -163,6 +163,7 @@ CASES: dict[str, tuple[str, str, Any, tuple[str, ...]]] = {
         (),
     ),
     "mesh_mtu": ("210", "210", 210, ()),
+    "mesh_rate_kib_per_s": ("256", "256", 256, ()),
     "mesh_snapshot_interval": ("5", "5", 5.0, ()),
     "reveal_timeout": ("90", "90", 90, ()),
     "lock_timeout": ("1200", "1200", 1200, ()),
@@ -435,3 +436,11 @@ def test_cli_config_sample_and_show(tmp_path: Path, capsys: pytest.CaptureFixtur
 
     assert cli.main(["config", "show", "--api-port", "x"]) == 1
     assert "smartmesh config: error: api_port" in capsys.readouterr().err
+
+
+def test_mesh_rate__the_node_mesh_accepts_what_its_setting_says() -> None:
+    # A radio relay's 256 KiB/s default throttled a node paying over loopback to a halt
+    # (locks piled up to the cap while frames were dropped): the node sets its own.
+    config = NodeConfig(mesh_rate_kib_per_s=1024)
+    assert config.mesh_config().rate_bytes_per_s == 1024 * 1024
+    assert config.mesh_config().rate_burst_bytes == 2 * 1024 * 1024
