@@ -24,6 +24,8 @@ log = logging.getLogger("offchain.api")
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 5001
+SHUTDOWN_GRACE: Final = 2.0
+"""Seconds ``ApiServer.close`` lets requests in progress finish before it cancels them."""
 
 
 def is_loopback(host: str) -> bool:
@@ -85,8 +87,14 @@ async def serve(
             "set one, or listen on 127.0.0.1"
         )
     # handler_cancellation stays off: a chain transaction a handler started must not stop
-    # half-way because the HTTP client went away.
-    runner = web.AppRunner(make_app(service, token=token), access_log=None)
+    # half-way because the HTTP client went away. At shutdown, though, a handler still
+    # waiting (for a transaction, or a payment with `wait`) is cancelled after
+    # SHUTDOWN_GRACE, not aiohttp's 60 s: a node told to stop must stop (supervisors kill
+    # it otherwise, before its final snapshot), and what the handler waited for is in the
+    # node's store and goes on after the restart.
+    runner = web.AppRunner(
+        make_app(service, token=token), access_log=None, shutdown_timeout=SHUTDOWN_GRACE
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:

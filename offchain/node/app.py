@@ -45,6 +45,7 @@ from offchain.node.gossip import (
 )
 from offchain.node.runtime import NodeRuntime
 from offchain.node.service import (
+    NO_HASHLOCK,
     ChannelInfo,
     ChannelStatus,
     ErrorCode,
@@ -411,7 +412,7 @@ class Node:
             status=PaymentStatus(r["status"]),  # type: ignore[index]
             reason=r["reason"],  # type: ignore[index]
             failed_hop=None if r["failed_hop"] is None else bytes(r["failed_hop"]),  # type: ignore[index]
-            secrethash=bytes(r["secrethash"] or b""),  # type: ignore[index]
+            secrethash=bytes(r["secrethash"] or NO_HASHLOCK),  # type: ignore[index]
             created_at=float(r["created_at"]),  # type: ignore[index]
             finished_at=None if r["finished_at"] is None else float(r["finished_at"]),  # type: ignore[index]
         )
@@ -497,6 +498,11 @@ class Node:
         ):
             raise ServiceError(ErrorCode.CONFLICT, f"payment {payment_id} exists already")
         now = self.clock()
+        if direct and (secret is not None or secrethash is not None):
+            # A direct transfer pays unconditionally: never drop the condition silently.
+            raise ServiceError(
+                ErrorCode.INVALID_ARGUMENT, "a direct transfer has no secret or secrethash"
+            )
         if direct:
             channel = self.runtime.state.channels.get((network, target))
             if channel is None or channel.phase is not ChannelPhase.OPENED:
@@ -504,7 +510,7 @@ class Node:
             if spendable(channel.our, channel.partner, Timestamp(int(now))) < amount:
                 raise ServiceError(ErrorCode.INSUFFICIENT_FUNDS, "not enough in the channel")
             committed = self.runtime.pay_direct(network, target, payment_id, amount)
-            hashed = b""
+            hashed = NO_HASHLOCK
         else:
             if secret is not None:
                 secret_value: Secret | None = Secret(secret)
@@ -548,6 +554,8 @@ class Node:
         if existing is not None and existing.phase is ChannelPhase.OPENED:
             raise ServiceError(ErrorCode.CONFLICT, "a channel with that partner is open already")
         window = settle_window or self.config.settle_window
+        if deposit:
+            await self._check_deposit(Address(token), network, deposit, deposit)
         await self._chain(
             self.bridge.open_channel(Address(token), network, partner, window, deposit)
         )
@@ -563,14 +571,19 @@ class Node:
         info = self.channel(token, partner)
         if info.status is not ChannelStatus.OPEN:
             raise ServiceError(ErrorCode.CONFLICT, f"the channel is {info.status.value}")
-        if total_deposit <= info.our_deposit:
+        # Total-amount semantics (API document): the current total again is a no-op, so a
+        # retried request is harmless; a lower one conflicts with the channel's state.
+        if total_deposit < info.our_deposit:
             raise ServiceError(
-                ErrorCode.INVALID_ARGUMENT,
-                f"total_deposit must exceed the current {info.our_deposit} "
+                ErrorCode.CONFLICT,
+                f"the total deposit is {info.our_deposit} already and cannot go down "
                 "(totals, not increments)",
             )
+        if total_deposit == info.our_deposit:
+            return info
         added = total_deposit - info.our_deposit
         network = Address(info.token_network)
+        await self._check_deposit(Address(token), network, total_deposit, added)
         await self._chain(
             self.bridge.deposit(Address(token), network, Address(partner), total_deposit, added)
         )
@@ -585,10 +598,13 @@ class Node:
         info = self.channel(token, partner)
         if info.status is not ChannelStatus.OPEN:
             raise ServiceError(ErrorCode.CONFLICT, f"the channel is {info.status.value}")
-        if total_withdraw <= info.our_withdrawn:
+        if total_withdraw < info.our_withdrawn:  # total-amount semantics, as for deposits
             raise ServiceError(
-                ErrorCode.INVALID_ARGUMENT, "total_withdraw must exceed what was withdrawn"
+                ErrorCode.CONFLICT,
+                f"the total withdrawn is {info.our_withdrawn} already and cannot go down",
             )
+        if total_withdraw == info.our_withdrawn:
+            return info
         if total_withdraw - info.our_withdrawn > info.spendable:
             raise ServiceError(ErrorCode.INSUFFICIENT_FUNDS, "more than the channel can spare")
         now = Timestamp(int(self.clock()))
@@ -645,6 +661,23 @@ class Node:
         await self._chain(self.bridge.settle_now(network, Address(partner)))
         await self._until(lambda: self._settled(network, Address(partner)), "the settle")
         return self.channel(token, partner)
+
+    async def _check_deposit(
+        self, token: Address, network: Address, total: int, added: int
+    ) -> None:
+        """Refuse what the chain would revert, before any transaction is sent: a total
+        above the network's per-participant limit, or more tokens than we hold."""
+        held, limit = await self._chain(self.bridge.deposit_room(token, network))
+        if total > limit:
+            raise ServiceError(
+                ErrorCode.INVALID_ARGUMENT,
+                f"a total deposit of {total} is above the token network's limit of {limit} "
+                "per participant",
+            )
+        if added > held:
+            raise ServiceError(
+                ErrorCode.INSUFFICIENT_FUNDS, f"{added} more is more than our {held} on chain"
+            )
 
     def _settled(self, network: Address, partner: Address) -> bool:
         record = self.follower.directory.find(network, self.address, partner)

@@ -12,7 +12,8 @@ Belongs here: ``ChainBridge``, which
   when confirmed, or failed (recorded as an event: a transaction the chain refuses is not
   retried forever);
 - settles our closed channels once their window is over, and sends the user's own
-  transactions (approve + open with deposit, deposit) under idempotency keys.
+  transactions (approve + open with deposit, deposit) under idempotency keys, after
+  reading what the chain would allow of a deposit (``deposit_room``).
 
 Does not belong here: protocol rules, SQL, JSON-RPC details (``offchain.chain``).
 """
@@ -27,7 +28,10 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+from web3 import Web3
+
 from offchain.chain import calls
+from offchain.chain.artifacts import load_artifact
 from offchain.chain.calls import BalanceData
 from offchain.chain.errors import ChainError, ChainUnavailable, ReorgTooDeep, TransactionFailed
 from offchain.chain.events import ChannelClosedLog, NonClosingUpdatedLog
@@ -249,6 +253,27 @@ class ChainBridge:
             self._settling.discard((record.token_network, record.channel_id, record.generation))
 
     # -- the user's own transactions ----------------------------------------------------------
+
+    async def deposit_room(self, token: Address, network: Address) -> tuple[int, int]:
+        """(our token balance, the network's per-participant deposit limit), read now: a
+        deposit beyond either is refused before any transaction (an approve included)
+        instead of reverting on chain."""
+        endpoint = self.sender.endpoint
+        w3 = endpoint.w3
+        tokens = w3.eth.contract(
+            address=Web3.to_checksum_address(token), abi=load_artifact("test_token").abi_list()
+        )
+        channels = w3.eth.contract(
+            address=Web3.to_checksum_address(network),
+            abi=load_artifact("token_network").abi_list(),
+        )
+        held = await endpoint.call(
+            "eth_call", tokens.functions.balanceOf(Web3.to_checksum_address(self.own)).call()
+        )
+        limit = await endpoint.call(
+            "eth_call", channels.functions.participant_deposit_limit().call()
+        )
+        return int(held), int(limit)
 
     async def open_channel(
         self, token: Address, network: Address, partner: Address, settle_window: int, deposit: int

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 Address = bytes
 """20 raw bytes."""
@@ -109,6 +109,12 @@ class PaymentStatus(enum.Enum):
     FAILED = "failed"
 
 
+NO_HASHLOCK: Final = bytes(32)
+"""``PaymentInfo.secrethash`` of a payment without a hashlock (a direct transfer, or one
+received whose lock the node did not record): 32 bytes like every secrethash, and one no
+secret hashes to, so it never matches a real lock."""
+
+
 @dataclass(frozen=True, slots=True)
 class PaymentInfo:
     payment_id: int  # uint64, unique per initiator
@@ -120,7 +126,7 @@ class PaymentInfo:
     status: PaymentStatus
     reason: str | None  # failure reason (``FailureReason`` value), None otherwise
     failed_hop: Address | None
-    secrethash: bytes
+    secrethash: bytes  # the hashlock's; NO_HASHLOCK when there is none (a direct transfer)
     created_at: float  # Unix time
     finished_at: float | None
 

@@ -373,4 +373,8 @@ async def _close_and_settle(
         await setup.before_settle()
         settled = await api.post(path + "/settle", raw=b"", expect=200)
         assert settled.data["status"] == "settled"
-        await api.post(path + "/settle", expect=409)
+        # Settling a settled channel again: a conflict, or (a node that settles by itself
+        # once the window is over, so that the user's settle may come second) the settled
+        # channel as it is.
+        again = await api.post(path + "/settle", expect={200, 409})
+        assert again.status == 409 or again.data == settled.data

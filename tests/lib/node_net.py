@@ -92,16 +92,24 @@ def node_net(
     count: int,
     tokens: int = 1_000 * ONE,
     settings: dict[str, dict[str, Any]] | None = None,
+    node_settings: dict[int, dict[str, dict[str, Any]]] | None = None,
 ) -> Iterator[NodeNet]:
-    """``count`` node processes in a line on a fresh anvil; stopped at the end."""
+    """``count`` node processes in a line on a fresh anvil; stopped at the end.
+
+    ``settings`` go to every node; ``node_settings[i]`` (tables of node.toml) to node ``i``
+    only, on top of them (e.g. a fee for the middle node).
+    """
     with chain_env(directory) as env:
         parties = env.parties(*[f"node-{NAMES[i]}" for i in range(count)], tokens=tokens)
         nodes: list[NodeProcess] = []
         previous: list[int] = []
         for i, who in enumerate(parties):
+            tables = {table: dict(values) for table, values in (settings or {}).items()}
+            for table, values in (node_settings or {}).get(i, {}).items():
+                tables.setdefault(table, {}).update(values)
             node = NodeProcess(
                 NAMES[i], who.key, directory / NAMES[i], env.url, env.manifest,
-                peers=previous, settings=dict(settings or {}),
+                peers=previous, settings=tables,
             )  # fmt: skip
             previous = [node.tcp_port]
             nodes.append(node)
