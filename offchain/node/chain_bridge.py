@@ -4,14 +4,15 @@ Belongs here: ``ChainBridge``, which
 - runs the follower and hands each batch's core inputs to the runtime, awaiting their
   commit before the follower moves its cursor (so a crash replays the batch: the core's
   chain inputs are idempotent);
-- keeps the graph view's chain facts in step with the follower's channel directory and
-  remembers the balance hashes the chain holds for each side of our closed channels (a
-  settle must name exactly the data behind them);
+- keeps the graph view's chain facts in step with the follower's channel directory;
 - carries out the core's ``ContractSend*`` effects through the sender's outbox (key
   ``fx:<seq>:<idx>``, so a re-run after a crash never sends twice) and reports them done
   when confirmed, or failed (recorded as an event: a transaction the chain refuses is not
   retried forever);
-- settles our closed channels once their window is over, and sends the user's own
+- settles our closed channels once their window is over, naming exactly the data behind
+  the balance hashes the chain holds for each side (read from the contract at settle time:
+  a node restarted during the settle window has not seen the close logs again), and
+  sends the user's own
   transactions (approve + open with deposit, deposit) under idempotency keys, after
   reading what the chain would allow of a deposit (``deposit_room``).
 
@@ -34,7 +35,6 @@ from offchain.chain import calls
 from offchain.chain.artifacts import load_artifact
 from offchain.chain.calls import BalanceData
 from offchain.chain.errors import ChainError, ChainUnavailable, ReorgTooDeep, TransactionFailed
-from offchain.chain.events import ChannelClosedLog, NonClosingUpdatedLog
 from offchain.chain.inputs import ChannelRecord, ChannelStage
 from offchain.chain.manifest import Deployment
 from offchain.chain.sync import Batch, ChainFollower
@@ -74,8 +74,6 @@ class ChainBridge:
         self.own = runtime.address
         self._on_graph_change = on_graph_change
         self.clock = clock
-        # (token network, channel id, side) -> balance hash the chain holds for that side
-        self._onchain: dict[tuple[Address, bytes, Address], bytes] = {}
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._settling: set[tuple[Address, bytes, int]] = set()
@@ -126,18 +124,6 @@ class ChainBridge:
     # -- logs in ----------------------------------------------------------------------------
 
     async def _batch(self, batch: Batch) -> None:
-        for entry in batch.logs:
-            if isinstance(entry, ChannelClosedLog):
-                record = self.follower.directory.get(entry.token_network, entry.channel_id)
-                if record is not None:
-                    # The closer submitted its partner's proof: the non-closer's side.
-                    side = record.partner_of(entry.closing_participant)
-                    self._onchain[(entry.token_network, entry.channel_id, side)] = (
-                        entry.balance_hash
-                    )
-            elif isinstance(entry, NonClosingUpdatedLog):
-                key = (entry.token_network, entry.channel_id, entry.closing_participant)
-                self._onchain[key] = entry.balance_hash
         futures = [self.runtime.submit(event) for event in batch.inputs]
         if futures:
             await asyncio.gather(*futures)
@@ -222,18 +208,36 @@ class ChainBridge:
                         self._settling.add(marker)
                         asyncio.get_running_loop().create_task(self.settle(record))
 
-    def settle_call(self, record: ChannelRecord) -> calls.ContractCall:
-        """The settle of one of our closed channels, with the data the chain holds."""
+    async def settle_call(self, record: ChannelRecord) -> calls.ContractCall:
+        """The settle of one of our closed channels, with the data the chain holds (read
+        now: once the settle window is over, no proof on chain can change)."""
         partner = record.partner_of(self.own)
         channel = self.runtime.state.channels.get((record.token_network, partner))
         if channel is None:
             raise ChainError("settle: we hold no state of this channel")
-        ours = self._side_data(record, self.own, channel.our)
-        theirs = self._side_data(record, partner, channel.partner)
-        return calls.settle_channel(record.token_network, self.own, ours, partner, theirs)
+        network = record.token_network
+        ours = self._side_data(await self._held(network, self.own, partner), self.own, channel.our)
+        theirs = self._side_data(
+            await self._held(network, partner, self.own), partner, channel.partner
+        )
+        return calls.settle_channel(network, self.own, ours, partner, theirs)
 
-    def _side_data(self, record: ChannelRecord, side: Address, end: EndState) -> BalanceData:
-        held = self._onchain.get((record.token_network, record.channel_id, side), ZERO_HASH)
+    async def _held(self, network: Address, participant: Address, partner: Address) -> bytes:
+        """The balance hash of ``participant``'s proof the chain holds (zero: none)."""
+        contract = self.sender.endpoint.w3.eth.contract(
+            address=Web3.to_checksum_address(network),
+            abi=load_artifact("token_network").abi_list(),
+            decode_tuples=True,
+        )
+        side = await self.sender.endpoint.call(
+            "eth_call",
+            contract.functions.get_participant(
+                Web3.to_checksum_address(participant), Web3.to_checksum_address(partner)
+            ).call(),
+        )
+        return bytes(side.balance_hash)
+
+    def _side_data(self, held: bytes, side: Address, end: EndState) -> BalanceData:
         if held == ZERO_HASH:
             return BalanceData.none()
         if BalanceHash(held) == end.balance_hash:
@@ -245,7 +249,7 @@ class ChainBridge:
     async def settle(self, record: ChannelRecord) -> None:
         key = f"settle:{record.token_network.hex()}:{record.channel_id.hex()}:{record.generation}"
         try:
-            await self.sender.submit(key, self.settle_call(record))
+            await self.sender.submit(key, await self.settle_call(record))
             await self.sender.wait(key)
             log.info("channel 0x%s settled", record.channel_id.hex())
         except (ChainError, TimeoutError) as exc:
@@ -318,5 +322,5 @@ class ChainBridge:
         if deadline is not None and now <= deadline:
             raise ChainError(f"settle: the settle window ends at {deadline} (now {now})")
         key = f"settle:{network.hex()}:{record.channel_id.hex()}:{record.generation}"
-        await self.sender.submit(key, self.settle_call(record))
+        await self.sender.submit(key, await self.settle_call(record))
         await self.sender.wait(key)

@@ -517,8 +517,24 @@ def test_close_cooperative__partner_has_not_seen_our_withdraw__answers_at_once(
 def test_close_unilateral__settle_window_over__nodes_settle_and_the_chain_matches(
     pair: NodeNet,
 ) -> None:
-    net, env = pair, pair.env
-    a_party, b_party = pair.parties
+    close_unilaterally_then_settle(pair, restart=False)
+
+
+def test_close_unilateral__both_nodes_restart_in_the_settle_window__they_still_settle(
+    pair: NodeNet,
+) -> None:
+    # Regression: the node remembered the balance hashes on chain from the close logs it
+    # saw, in memory only; restarted, it settled with none, the contract refused
+    # ("balance data does not match the proof") every 5 s, and the deposits stayed locked.
+    close_unilaterally_then_settle(pair, restart=True)
+
+
+def close_unilaterally_then_settle(net: NodeNet, restart: bool) -> None:
+    """A and B pay each other, A closes, B puts A's proof on chain, the window ends: both
+    nodes settle by themselves and each gets its off-chain balance on chain."""
+    env = net.env
+    a_party, b_party = net.parties
+    network = env.contract("token_network", env.network).functions
 
     async def before_close() -> tuple[int, int, int, int]:
         a, b = await net.client(0), await net.client(1)
@@ -538,6 +554,12 @@ def test_close_unilateral__settle_window_over__nodes_settle_and_the_chain_matche
         assert closed["status"] == "closed", closed
         assert closed["settle_deadline"] is not None
         await eventually(lambda: _field(view(net, 1, 0), "status", lambda v: v == "closed"))
+
+        async def a_proof_on_chain() -> bool:  # B's update of A's side
+            side = network.get_participant(a_party.address, b_party.address).call()
+            return bool(side[3] != bytes(32))
+
+        await eventually(a_proof_on_chain)
         with pytest.raises(ApiClientError) as early:
             await a.settle(net.token, net.address(1))
         assert early.value.code == "conflict"
@@ -548,6 +570,9 @@ def test_close_unilateral__settle_window_over__nodes_settle_and_the_chain_matche
 
     chain_a, chain_b, off_a, off_b = drive(net, before_close)
     assert (off_a, off_b) == (35 * ONE, 15 * ONE)
+    if restart:
+        net.restart(0)
+        net.restart(1)
     move_chain_time(env, SETTLE_WINDOW + 10)
 
     async def after_window() -> None:
