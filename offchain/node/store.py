@@ -9,7 +9,9 @@ of inputs (group commit):
   written before the effect runs and marked done after, so a crash re-runs exactly the
   unfinished ones;
 - what the user reads: payments (``payments``) and the event log (``events``), written
-  from the effects in the same transaction as the input that caused them;
+  from the effects in the same transaction as the input that caused them, and from the
+  chain inputs about our channels (``channel_opened``, ``channel_deposit``,
+  ``channel_withdraw``, ``channel_closed``, ``channel_settled``);
 - channel graphs, stored once per content (``blobs``) and referenced from inputs and
   snapshots: a graph can be large and changes far less often than payments happen.
 
@@ -48,6 +50,11 @@ from offchain.protocol.transitions import (
     ActionPay,
     ActionPayDirect,
     ActionUpdateGraph,
+    ChainChannelClosed,
+    ChainChannelOpened,
+    ChainChannelSettled,
+    ChainDeposit,
+    ChainWithdraw,
     ContractSendClose,
     ContractSendCoopSettle,
     ContractSendSecretRegister,
@@ -264,6 +271,9 @@ class Store:
         self.conn.execute(
             "INSERT INTO inputs (seq, data) VALUES (?, ?)", (seq, self._encode_input(event))
         )
+        channel_event = _CHANNEL_EVENTS.get(type(event))
+        if channel_event is not None:
+            self.add_event(channel_event, _plain(event), now)
         if isinstance(event, ActionPay):
             self._payment_started(event, now)
         elif isinstance(event, ActionPayDirect):
@@ -504,6 +514,14 @@ class Store:
 
 
 _EMPTY_GRAPH: Final = ChannelGraph.from_edges(())
+_CHANNEL_EVENTS: Final[dict[type, str]] = {
+    ChainChannelOpened: "channel_opened",
+    ChainDeposit: "channel_deposit",
+    ChainWithdraw: "channel_withdraw",
+    ChainChannelClosed: "channel_closed",
+    ChainChannelSettled: "channel_settled",
+}
+"""Chain inputs (about our channels: the follower makes no other) the event log shows."""
 _INPUT_TYPES: Final = typing.get_args(Input)
 
 

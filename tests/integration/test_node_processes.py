@@ -89,14 +89,28 @@ async def view(net: NodeNet, index: int, partner: int) -> dict[str, Any]:
     return await client.channel(net.token, net.address(partner))
 
 
-async def events_of(client: ApiClient, kind: str, since: int = 0) -> list[dict[str, Any]]:
-    found = []
+async def all_events(client: ApiClient, since: int = 0) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
     while True:
         page = await client.events(since=since, limit=1000)
-        found += [e for e in page["events"] if e["kind"] == kind]
         if not page["events"]:
             return found
+        found += page["events"]
         since = page["next_since"]
+
+
+async def events_of(client: ApiClient, kind: str, since: int = 0) -> list[dict[str, Any]]:
+    return [e for e in await all_events(client, since) if e["kind"] == kind]
+
+
+async def channel_events(client: ApiClient, since: int = 0) -> list[tuple[str, str, str | None]]:
+    """The node's channel events since ``since``: (kind, partner, total) in order."""
+    events = await all_events(client, since)
+    return [
+        (e["kind"], e["data"]["partner"], e["data"].get("total"))
+        for e in events
+        if e["kind"].startswith("channel_")
+    ]
 
 
 async def last_event_seq(client: ApiClient) -> int:
@@ -289,6 +303,12 @@ def test_open_channel__deposit_then_partner_deposit__both_views_and_chain_agree(
         ours, theirs = await view(net, 0, 1), await view(net, 1, 0)
         assert await a.channels(net.token) == [ours]
         assert await a.pending() == [] and await b.pending() == []
+        for client, partner in ((a, net.address(1)), (b, net.address(0))):
+            assert await channel_events(client) == [
+                ("channel_opened", partner, None),
+                ("channel_deposit", partner, str(30 * ONE)),
+                ("channel_deposit", partner, str(20 * ONE)),
+            ]
         return ours, theirs
 
     ours, theirs = drive(net, body)
@@ -427,7 +447,8 @@ def test_withdraw__partner_online__cosigned_and_the_tokens_reach_the_chain(line:
     on_chain = env.balance(a_party)
 
     async def body() -> dict[str, Any]:
-        a = await net.client(0)
+        a, b = await net.client(0), await net.client(1)
+        since = (await last_event_seq(a), await last_event_seq(b))
         before = await view(net, 0, 1)
         total = int(before["our_withdrawn"]) + 4 * ONE
         drawn = await a.withdraw(net.token, net.address(1), total)
@@ -437,6 +458,8 @@ def test_withdraw__partner_online__cosigned_and_the_tokens_reach_the_chain(line:
         await eventually(
             lambda: _field(view(net, 1, 0), "partner_withdrawn", lambda v: int(v) == total)
         )
+        for client, partner, seq in ((a, net.address(1), since[0]), (b, net.address(0), since[1])):
+            assert await channel_events(client, seq) == [("channel_withdraw", partner, str(total))]
         return drawn
 
     drive(net, body)
@@ -470,9 +493,12 @@ def test_close_cooperative__both_online__chain_balances_equal_the_off_chain_ones
         # A: 40 deposited - 7 paid + 2 received - 5 withdrawn; B: 10 + 7 - 2.
         assert (int(ours["our_balance"]), int(ours["partner_balance"])) == (30 * ONE, 15 * ONE)
         chain_a, chain_b = env.balance(a_party), env.balance(b_party)
+        since = (await last_event_seq(a), await last_event_seq(b))
         closed = await a.close_channel(net.token, net.address(1), cooperative=True)
         assert closed["status"] == "settled", closed
         await eventually(lambda: _field(view(net, 1, 0), "status", lambda v: v == "settled"))
+        for client, partner, seq in ((a, net.address(1), since[0]), (b, net.address(0), since[1])):
+            assert await channel_events(client, seq) == [("channel_settled", partner, None)]
         return chain_a, chain_b, int(ours["our_balance"]), int(theirs["our_balance"])
 
     chain_a, chain_b, off_a, off_b = drive(net, body)
@@ -582,6 +608,13 @@ def close_unilaterally_then_settle(net: NodeNet, restart: bool) -> None:
             )
 
     drive(net, after_window)
+
+    async def logged() -> None:
+        for i in (0, 1):
+            kinds = [kind for kind, _, _ in await channel_events(await net.client(i))]
+            assert kinds[-2:] == ["channel_closed", "channel_settled"]
+
+    drive(net, logged)
     assert env.balance(a_party) == chain_a + off_a
     assert env.balance(b_party) == chain_b + off_b
     assert token_balance(env, "0x" + env.network.hex()) == 0

@@ -15,8 +15,18 @@ from offchain.node.store import Store, schema_version
 from offchain.protocol import codec
 from offchain.protocol.messages import BatchEntry, PaymentId
 from offchain.protocol.node import transition
-from offchain.protocol.transitions import ActionPay, ActionPayDirect, ReceiveMessage, SendMessage
-from offchain.protocol.types import TokenAmount
+from offchain.protocol.transitions import (
+    ActionPay,
+    ActionPayDirect,
+    ChainChannelClosed,
+    ChainChannelOpened,
+    ChainChannelSettled,
+    ChainDeposit,
+    ChainWithdraw,
+    ReceiveMessage,
+    SendMessage,
+)
+from offchain.protocol.types import Generation, TokenAmount
 from tests.lib.network import TOKEN_NETWORK, Network, secret_for
 from tests.unit.test_node_encoding import comparable
 
@@ -161,4 +171,35 @@ def test_a_refused_direct_batch__its_payments_fail_at_once(tmp_path: Path) -> No
         (1, "failed", "rejected"),
         (2, "failed", "rejected"),
     ]
+    store.close()
+
+
+def test_events__chain_inputs_about_our_channel__in_the_event_log_with_the_input(
+    tmp_path: Path,
+) -> None:
+    net = Network.create(2)
+    a, b = net.addresses
+    store = Store.open(tmp_path / "n.sqlite3")
+    inputs = [
+        ChainChannelOpened(net.now, TOKEN_NETWORK, b, Generation(1), 3_600),
+        ChainDeposit(net.now, TOKEN_NETWORK, b, a, TokenAmount(40)),
+        ChainDeposit(net.now, TOKEN_NETWORK, b, b, TokenAmount(10)),
+        ChainWithdraw(net.now, TOKEN_NETWORK, b, a, TokenAmount(5)),
+        ChainChannelClosed(net.now, TOKEN_NETWORK, b, b),
+        ChainChannelSettled(net.now, TOKEN_NETWORK, b),
+    ]
+    for event in inputs:
+        run_logged(net, store, a, event)
+    logged = [(kind, data) for _, _, kind, data in store.events(0, 100)]
+    assert [kind for kind, _ in logged] == [
+        "channel_opened",
+        "channel_deposit",
+        "channel_deposit",
+        "channel_withdraw",
+        "channel_closed",
+        "channel_settled",
+    ]
+    assert {data["partner"] for _, data in logged} == {"0x" + b.hex()}
+    assert [data["total"] for kind, data in logged if kind == "channel_deposit"] == ["40", "10"]
+    assert logged[4][1]["closer"] == "0x" + b.hex()
     store.close()
