@@ -11,10 +11,10 @@ Belongs here: ``ChainBridge``, which
   retried forever);
 - settles our closed channels once their window is over, naming exactly the data behind
   the balance hashes the chain holds for each side (read from the contract at settle time:
-  a node restarted during the settle window has not seen the close logs again), and
-  sends the user's own
-  transactions (approve + open with deposit, deposit) under idempotency keys, after
-  reading what the chain would allow of a deposit (``deposit_room``).
+  a node restarted during the settle window has not seen the close logs again);
+- sends the user's own transactions (approve + open with deposit, deposit) under
+  idempotency keys, after reading what the chain would allow of a deposit
+  (``deposit_room``).
 
 Does not belong here: protocol rules, SQL, JSON-RPC details (``offchain.chain``).
 """
