@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import logging
 import secrets
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from hashlib import sha256
@@ -400,21 +401,21 @@ class Node:
         rows = self.store.payments(" AND ".join(where), args, limit, offset)
         return [self._payment_info(row) for row in rows]
 
-    def _payment_info(self, row: object) -> PaymentInfo:
-        r = row  # sqlite3.Row
+    def _payment_info(self, row: sqlite3.Row) -> PaymentInfo:
+        failed_hop, finished = row["failed_hop"], row["finished_at"]
         return PaymentInfo(
-            payment_id=int(r["payment_id"]),  # type: ignore[index]
-            direction=PaymentDirection(r["direction"]),  # type: ignore[index]
-            token=self._token_of(Address(r["token_network"])),  # type: ignore[index]
-            partner=bytes(r["partner"]),  # type: ignore[index]
-            amount=int(r["amount"]),  # type: ignore[index]
-            fee=int(r["fee"]),  # type: ignore[index]
-            status=PaymentStatus(r["status"]),  # type: ignore[index]
-            reason=r["reason"],  # type: ignore[index]
-            failed_hop=None if r["failed_hop"] is None else bytes(r["failed_hop"]),  # type: ignore[index]
-            secrethash=bytes(r["secrethash"] or NO_HASHLOCK),  # type: ignore[index]
-            created_at=float(r["created_at"]),  # type: ignore[index]
-            finished_at=None if r["finished_at"] is None else float(r["finished_at"]),  # type: ignore[index]
+            payment_id=int(row["payment_id"]),
+            direction=PaymentDirection(row["direction"]),
+            token=self._token_of(Address(row["token_network"])),
+            partner=bytes(row["partner"]),
+            amount=int(row["amount"]),
+            fee=int(row["fee"]),
+            status=PaymentStatus(row["status"]),
+            reason=row["reason"],
+            failed_hop=None if failed_hop is None else bytes(failed_hop),
+            secrethash=bytes(row["secrethash"] or NO_HASHLOCK),
+            created_at=float(row["created_at"]),
+            finished_at=None if finished is None else float(finished),
         )
 
     async def wait_payment(self, payment_id: int, timeout: float) -> PaymentInfo:

@@ -73,9 +73,14 @@ class Lock:
 
     def encode(self) -> bytes:
         """Return the 96-byte packed form ``expiration ‖ amount ‖ secrethash``."""
-        return (
-            self.expiration.to_bytes(32, "big") + self.amount.to_bytes(32, "big") + self.secrethash
-        )
+        return _packed(self.expiration, self.amount, self.secrethash)
+
+
+@functools.lru_cache(maxsize=16_384)
+def _packed(expiration: int, amount: int, secrethash: bytes) -> bytes:
+    # Every proof hashes ALL pending locks (the locksroot): with many payments in flight a
+    # mediator re-encodes the same locks for each new proof, so remember their bytes.
+    return expiration.to_bytes(32, "big") + amount.to_bytes(32, "big") + secrethash
 
 
 def encode_locks(locks: Sequence[Lock]) -> bytes:
