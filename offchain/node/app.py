@@ -129,7 +129,13 @@ class Node:
         # A node's mesh acknowledges a message only once its input is committed.
         mesh_config = dataclasses.replace(config.mesh_config(), app_acks=True)
         adapters = _adapters(config)
-        self.mesh = MeshRuntime(mesh_config, key, adapters, snapshot=config.mesh_snapshot_path)
+        self.mesh = MeshRuntime(
+            mesh_config,
+            key,
+            adapters,
+            snapshot=config.mesh_snapshot_path,
+            snapshot_interval=config.mesh_snapshot_interval,
+        )
         self.transport = MeshTransport(
             self.mesh,
             self._on_payload,
