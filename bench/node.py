@@ -35,7 +35,7 @@ SYNC = os.environ.get("SMARTMESH_BENCH_SYNC", "FULL")
 
 
 async def _direct(net: NodeNet) -> float:
-    a, b = await net.client(0), await net.client(1)
+    b = await net.client(1)
     token, target = net.token, net.address(1)
     received_before = len(await b.payments(direction="received", limit=1_000))
     queue = iter(range(DIRECT))
@@ -53,7 +53,6 @@ async def _direct(net: NodeNet) -> float:
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
     await until_async(all_received, 120)
     elapsed = time.perf_counter() - started
-    del a
     return DIRECT / elapsed
 
 

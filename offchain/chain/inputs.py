@@ -3,10 +3,10 @@
 Belongs here: ``ChannelDirectory``, the public facts of every channel of the followed
 token networks as the chain shows them (participants, generation, settle window,
 deposits, withdraws, open / closed / settled, closer and close time), built from the
-logs of all channels, not only ours: the node learns the payment graph from it
-(``ChannelDirectory.edges``, ``graph``); and ``inputs_for``, the pure mapping of one log
-to the inputs of the core for a node with a given address (only channels it is in, and
-every registered secret), with ``now`` = the log's block timestamp.
+logs of all channels, not only ours: the node learns the payment graph from its records
+(``ChannelRecord.public_capacity``, ``ChannelDirectory.edges``); and ``inputs_for``, the
+pure mapping of one log to the inputs of the core for a node with a given address (only
+channels it is in, and every registered secret), with ``now`` = the log's block timestamp.
 
 Logs that do not name both participants (deposits, closes, settles...) are resolved
 through the directory, so the directory must have applied a channel's ``ChannelOpened``
@@ -33,7 +33,7 @@ from offchain.chain.events import (
     WithdrawLog,
 )
 from offchain.protocol.locks import channel_id as make_channel_id
-from offchain.protocol.routes import ChannelEdge, ChannelGraph
+from offchain.protocol.routes import ChannelEdge
 from offchain.protocol.transitions import (
     ChainChannelClosed,
     ChainChannelOpened,
@@ -103,6 +103,15 @@ class ChannelRecord:
             return self.participant2
         if address == self.participant2:
             return self.participant1
+        raise ValueError("not a participant of this channel")
+
+    def public_capacity(self, address: Address) -> int:
+        """What ``address`` can send at most, as far as the chain shows: its deposit less
+        its withdraws (off-chain transfers move the true figure either way)."""
+        if address == self.participant1:
+            return max(0, self.deposit1 - self.withdrawn1)
+        if address == self.participant2:
+            return max(0, self.deposit2 - self.withdrawn2)
         raise ValueError("not a participant of this channel")
 
     @property
@@ -223,16 +232,12 @@ class ChannelDirectory:
             ChannelEdge(
                 a=record.participant1,
                 b=record.participant2,
-                capacity_ab=TokenAmount(max(0, record.deposit1 - record.withdrawn1)),
-                capacity_ba=TokenAmount(max(0, record.deposit2 - record.withdrawn2)),
+                capacity_ab=TokenAmount(record.public_capacity(record.participant1)),
+                capacity_ba=TokenAmount(record.public_capacity(record.participant2)),
             )
             for record in self.channels(token_network)
             if record.stage is ChannelStage.OPENED
         ]
-
-    def graph(self, token_network: Address) -> ChannelGraph:
-        """``ChannelGraph.from_edges(self.edges(token_network))``."""
-        return ChannelGraph.from_edges(self.edges(token_network))
 
 
 def inputs_for(log: ChainLog, own: Address, directory: ChannelDirectory) -> tuple[ChainInput, ...]:

@@ -177,7 +177,9 @@ class Node:
         # heard our announcements, so every channel of ours is announced again.
         self._epoch = 0
         self._channels_seen = 0
-        self._submitted: dict[int, PaymentInfo] = {}
+        self._starting: set[int] = set()
+        """Ids of payments whose input is not committed yet (two requests naming the same
+        id at once must not both start)."""
         self._started = False
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -375,9 +377,6 @@ class Node:
         rows = self.store.payments("payment_id = ?", (payment_id,), limit=2)
         if rows:
             return self._payment_info(rows[0])
-        submitted = self._submitted.get(payment_id)
-        if submitted is not None:
-            return submitted
         raise ServiceError(ErrorCode.NOT_FOUND, f"no payment {payment_id}")
 
     def payments(
@@ -500,7 +499,7 @@ class Node:
             raise ServiceError(ErrorCode.INVALID_ARGUMENT, "a node does not pay itself")
         if payment_id is None:
             payment_id = secrets.randbits(63) + 1
-        elif payment_id in self._submitted or self.store.payments(
+        elif payment_id in self._starting or self.store.payments(
             "direction = 'sent' AND payment_id = ?", (payment_id,), limit=1
         ):
             raise ServiceError(ErrorCode.CONFLICT, f"payment {payment_id} exists already")
@@ -537,18 +536,15 @@ class Node:
                 None if max_fee is None else TokenAmount(max_fee),
             )  # fmt: skip
             committed = self.runtime.submit(action)
-        info = PaymentInfo(
-            payment_id, PaymentDirection.SENT, token, target, amount, 0, PaymentStatus.PENDING,
-            None, None, hashed, now, None,
-        )  # fmt: skip
-        self._submitted[payment_id] = info
-        if len(self._submitted) > 10_000:
-            self._submitted.pop(next(iter(self._submitted)))
         # Answer only once the payment is committed: an answer given before could be
         # followed by a crash that loses the payment the caller was told about.
-        await committed
+        self._starting.add(payment_id)
+        try:
+            await committed
+        finally:
+            self._starting.discard(payment_id)
         rows = self.store.payments("direction = 'sent' AND payment_id = ?", (payment_id,), 1)
-        return self._payment_info(rows[0]) if rows else info
+        return self._payment_info(rows[0])
 
     async def open_channel(
         self, token: bytes, partner: bytes, deposit: int, settle_window: int | None

@@ -39,7 +39,7 @@ from offchain.chain.inputs import ChannelRecord, ChannelStage
 from offchain.chain.manifest import Deployment
 from offchain.chain.sync import Batch, ChainFollower
 from offchain.chain.transactions import TxSender
-from offchain.node.gossip import GraphView, PublicChannel
+from offchain.node.gossip import GraphView
 from offchain.node.runtime import NodeRuntime
 from offchain.node.store import ContractSend
 from offchain.node.transport import WorkKey
@@ -84,7 +84,7 @@ class ChainBridge:
 
     def start(self) -> None:
         for record in self.follower.directory:
-            self._public(record)
+            self.graph.set_channel(record)
         self._on_graph_change()
         self._tasks = [
             asyncio.create_task(self._follow(), name="chain-follow"),
@@ -135,19 +135,10 @@ class ChainBridge:
                 continue
             record = self.follower.directory.get(network, channel_id)
             if record is not None:
-                self._public(record)
+                self.graph.set_channel(record)
                 changed = True
         if changed:
             self._on_graph_change()
-
-    def _public(self, record: ChannelRecord) -> None:
-        self.graph.set_channel(
-            PublicChannel(
-                record.token_network, record.participant1, record.participant2,
-                record.deposit1, record.deposit2, record.withdrawn1, record.withdrawn2,
-                record.stage is ChannelStage.OPENED,
-            )
-        )  # fmt: skip
 
     # -- effects out ------------------------------------------------------------------------
 

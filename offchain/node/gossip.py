@@ -3,8 +3,8 @@
 Belongs here: ``Announcement`` (a node's signed statement of what it can send over one
 channel and what it charges), its compact wire form and check, and ``GraphView``, which
 merges three sources into the ``ChannelGraph`` the core routes on:
-1. chain facts of every channel (participants, deposits, withdrawals, open or not), the
-   only source a stranger cannot forge;
+1. chain facts of every channel (the follower's ``ChannelRecord``s: participants,
+   deposits, withdrawals, open or not), the only source a stranger cannot forge;
 2. announcements, each signed by the side it describes, accepted only for a channel the
    chain says is open between the signer and the partner named, only when newer than the
    last one from that signer for that channel, and at most ``min_interval_ms`` apart per
@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from offchain.chain.inputs import ChannelRecord, ChannelStage
 from offchain.protocol.crypto import keccak256, recover, sign_digest
 from offchain.protocol.errors import ValidationError
 from offchain.protocol.fees import FeeSchedule
@@ -117,20 +118,6 @@ def decode_announcement(data: bytes) -> Announcement:
 
 
 @dataclass(frozen=True, slots=True)
-class PublicChannel:
-    """What the chain says of one channel (any two participants)."""
-
-    token_network: Address
-    participant1: Address
-    participant2: Address
-    deposit1: int
-    deposit2: int
-    withdrawn1: int = 0
-    withdrawn2: int = 0
-    open: bool = True
-
-
-@dataclass(frozen=True, slots=True)
 class OwnChannel:
     """One of our channels, exactly: what each side can send now."""
 
@@ -147,14 +134,14 @@ class GraphView:
         self.chain_id = chain_id
         self.address = own_address
         self.min_interval_ms = min_interval_ms
-        self._channels: dict[tuple[Address, frozenset[Address]], PublicChannel] = {}
+        self._channels: dict[tuple[Address, frozenset[Address]], ChannelRecord] = {}
         self._announced: dict[tuple[Address, Address, Address], Announcement] = {}
         self._own: dict[tuple[Address, Address], OwnChannel] = {}
         self._own_fees = FeeSchedule()
         self._dirty: set[Address] = set()
         self.stats = {"accepted": 0, "stale": 0, "unknown_channel": 0, "rate_limited": 0}
 
-    def set_channel(self, channel: PublicChannel) -> None:
+    def set_channel(self, channel: ChannelRecord) -> None:
         key = (channel.token_network, frozenset((channel.participant1, channel.participant2)))
         self._channels[key] = channel
         self._dirty.add(channel.token_network)
@@ -178,7 +165,7 @@ class GraphView:
             return False
         pair = frozenset((announcement.signer, announcement.partner))
         channel = self._channels.get((announcement.token_network, pair))
-        if channel is None or not channel.open or len(pair) != 2:
+        if channel is None or channel.stage is not ChannelStage.OPENED or len(pair) != 2:
             self.stats["unknown_channel"] += 1
             return False
         key = (announcement.token_network, announcement.signer, announcement.partner)
@@ -206,7 +193,7 @@ class GraphView:
     def graph(self, token_network: Address) -> ChannelGraph:
         edges = []
         for (network, _), channel in self._channels.items():
-            if network != token_network or not channel.open:
+            if network != token_network or channel.stage is not ChannelStage.OPENED:
                 continue
             a, b = channel.participant1, channel.participant2
             cap_ab, fees_ab = self._side(channel, a, b)
@@ -216,7 +203,7 @@ class GraphView:
             )
         return ChannelGraph.from_edges(edges)
 
-    def _side(self, channel: PublicChannel, me: Address, other: Address) -> tuple[int, FeeSchedule]:
+    def _side(self, channel: ChannelRecord, me: Address, other: Address) -> tuple[int, FeeSchedule]:
         network = channel.token_network
         if me == self.address:
             own = self._own.get((network, other))
@@ -230,10 +217,7 @@ class GraphView:
         announced = self._announced.get((network, me, other))
         if announced is not None:
             return announced.capacity, announced.fees
-        first = me == channel.participant1
-        deposit = channel.deposit1 if first else channel.deposit2
-        withdrawn = channel.withdrawn1 if first else channel.withdrawn2
-        return max(0, deposit - withdrawn), FeeSchedule()
+        return channel.public_capacity(me), FeeSchedule()
 
     def announcements(self) -> Mapping[tuple[Address, Address, Address], Announcement]:
         return self._announced

@@ -314,6 +314,7 @@ class NodeRuntime:
         if not batch and not self._done_keys:
             return
         results: list[tuple[_Queued, int, list[Effect]]] = []
+        refused: list[_Queued] = []
         state = self.state
         now = self.clock()
         with self.store.transaction():
@@ -325,6 +326,7 @@ class NodeRuntime:
                     log.exception("the core raised on %s", type(item.event).__name__)
                     if item.future is not None and not item.future.done():
                         item.future.set_exception(exc)
+                    refused.append(item)
                     continue
                 if isinstance(item.event, Tick) and not effects and new_state == state:
                     self.stats["ticks_skipped"] += 1  # nothing happened: nothing to replay
@@ -355,8 +357,8 @@ class NodeRuntime:
                 item.after_commit()
             if item.future is not None and not item.future.done():
                 item.future.set_result(effects)
-        for item in batch:  # refused by a core error: still acknowledge, never retried
-            if item.after_commit is not None and all(item is not r[0] for r in results):
+        for item in refused:  # a core error: still acknowledge, a resend would fail again
+            if item.after_commit is not None:
                 item.after_commit()
 
     def _run_effects(self, seq: int, effects: list[Effect]) -> None:
@@ -397,8 +399,9 @@ def _fan_out(futures: list[asyncio.Future[list[Effect]]]) -> asyncio.Future[list
         for future in futures:
             if future.done():
                 continue
-            if result.exception() is not None:
-                future.set_exception(result.exception())  # type: ignore[arg-type]
+            error = result.exception()
+            if error is not None:
+                future.set_exception(error)
             else:
                 future.set_result(result.result())
 

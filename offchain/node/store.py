@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import fcntl
 import hashlib
 import json
@@ -581,6 +582,6 @@ def _plain_value(value: object) -> object:
         return value
     if isinstance(value, int):
         return str(value)
-    if hasattr(value, "value") and hasattr(type(value), "__members__"):
+    if isinstance(value, enum.Enum):
         return value.value
     return str(value)

@@ -113,8 +113,6 @@ def test_channels_of_others__no_inputs_but_in_the_directory_and_graph() -> None:
     ]
     edges = {(e.a, e.b): (e.capacity_ab, e.capacity_ba) for e in directory.edges(NET)}
     assert edges == {(OTHER_A, OTHER_B): (70, 20), (PARTNER, OWN): (0, 0)}
-    graph = directory.graph(NET)
-    assert set(graph.addresses) == {OTHER_A, OTHER_B, PARTNER, OWN}
     assert len(directory.channels(OTHER_NET)) == 1
 
 

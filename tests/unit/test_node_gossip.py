@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import pytest
 
+from offchain.chain.inputs import ChannelRecord
 from offchain.node.gossip import (
     SIGNED_SIZE,
     Announcement,
     AnnouncementError,
     GraphView,
     OwnChannel,
-    PublicChannel,
     decode_announcement,
 )
 from offchain.protocol.crypto import address_from_private_key
 from offchain.protocol.fees import FeeSchedule
+from offchain.protocol.locks import channel_id
 from offchain.protocol.routes import find_routes
+from offchain.protocol.types import Generation
 from tests.lib.network import TOKEN_NETWORK, make_key
 
 KEYS = [make_key(i) for i in range(4)]
@@ -54,10 +56,18 @@ def test_malformed_or_forged__one_clear_error(mutate) -> None:  # type: ignore[n
         decode_announcement(mutate(announce(1, C, 700, 1_000).encode()))
 
 
+def record(a: bytes, b: bytes, deposit1: int, deposit2: int, withdrawn1: int = 0) -> ChannelRecord:
+    """What the chain says of channel a-b (the follower's directory record)."""
+    return ChannelRecord(
+        TOKEN_NETWORK, channel_id(a, b), a, b, Generation(1), 3_600,  # type: ignore[arg-type]
+        deposit1=deposit1, deposit2=deposit2, withdrawn1=withdrawn1,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
 def view() -> GraphView:
     graph = GraphView(31337, A, min_interval_ms=10)
-    graph.set_channel(PublicChannel(TOKEN_NETWORK, A, B, 100, 100))
-    graph.set_channel(PublicChannel(TOKEN_NETWORK, B, C, 500, 40, withdrawn1=100))
+    graph.set_channel(record(A, B, 100, 100))
+    graph.set_channel(record(B, C, 500, 40, withdrawn1=100))
     return graph
 
 
