@@ -229,7 +229,9 @@ def _paths() -> dict[str, object]:
             schemas.CloseRequest,
             False,
             "Unilateral by default (then settle after the settle window); `cooperative` "
-            "settles at once with the partner's signature.",
+            "settles at once with the partner's signature, or fails at once with `409 "
+            "conflict` and the partner's reason when it will not sign (the channel stays "
+            "open).",
         ),
         "/channels/{token}/{partner}/settle": _channel_action(
             "settle",

@@ -73,6 +73,7 @@ from offchain.protocol.transitions import (
     ActionWithdraw,
     Effect,
     EventActionRefused,
+    EventCoopSettleRefused,
     Input,
 )
 from offchain.protocol.types import (
@@ -636,16 +637,37 @@ class Node:
         network = Address(info.token_network)
         key = (network, Address(partner))
         if cooperative:
-            await self._act(
-                ActionCoopSettle(
-                    now, network, Address(partner), Timestamp(now + COOPERATION_WINDOW)
+            # The partner answers a cooperative settle it will not sign with a refusal:
+            # listened for from before the offer is made, so it cannot slip past.
+            refusals: list[str] = []
+
+            def on_effect(effect: Effect) -> None:
+                if not isinstance(effect, EventCoopSettleRefused):
+                    return
+                if (effect.token_network, effect.partner) == key:
+                    refusals.append(effect.reason)
+
+            stop_listening = self.runtime.listen(on_effect)
+            try:
+                await self._act(
+                    ActionCoopSettle(
+                        now, network, Address(partner), Timestamp(now + COOPERATION_WINDOW)
+                    )
                 )
-            )
-            await self._until(
-                lambda: self.runtime.state.channels[key].phase is ChannelPhase.SETTLED
-                or self._settled(network, Address(partner)),
-                "the partner's signature and the cooperative settle",
-            )
+                await self._until(
+                    lambda: bool(refusals)
+                    or self.runtime.state.channels[key].phase is ChannelPhase.SETTLED
+                    or self._settled(network, Address(partner)),
+                    "the partner's signature and the cooperative settle",
+                )
+            finally:
+                stop_listening()
+            if refusals:
+                raise ServiceError(
+                    ErrorCode.CONFLICT,
+                    f"the partner refused the cooperative settle: {refusals[0]}; the channel "
+                    "stays open (try again once it agrees, or close unilaterally)",
+                )
         else:
             await self._act(ActionCloseChannel(now, network, Address(partner)))
             await self._until(

@@ -8,12 +8,13 @@ entries of a `TransferBatch`), is a one-byte count in 1..`MAX_BATCH_PAYMENTS` fo
 that many entries, each laid out by `BatchEntry.FIELDS`.
 
 Canonical: each message has exactly one encoding. `decode` refuses non-minimal varints,
-values out of range, unknown versions, types or reasons, list counts outside their range,
-short input and trailing bytes, so `encode(decode(b)) == b` for every accepted `b` and
-`decode(encode(m)) == m` for every message. Any input that is not a valid encoding raises
-`DecodeError` and nothing else. Being canonical also lets the codec remember, per message
-object, the body it was decoded from or that its signer encoded (`remember_body`), so that
-the same body is not encoded again.
+values out of range, unknown versions, types or reasons (the enum fields of
+`messages.ENUM_FIELDS`), list counts outside their range, short input and trailing bytes,
+so `encode(decode(b)) == b` for every accepted `b` and `decode(encode(m)) == m` for every
+message. Any input that is not a valid encoding raises `DecodeError` and nothing else.
+Being canonical also lets the codec remember, per message object, the body it was decoded
+from or that its signer encoded (`remember_body`), so that the same body is not encoded
+again.
 
 Does not belong here: signature checks (the signature is carried, not verified), channel
 rules, or I/O.
@@ -26,16 +27,15 @@ from typing import Final
 
 from offchain.protocol.errors import ValidationError
 from offchain.protocol.messages import (
+    ENUM_FIELDS,
     MAX_BATCH_PAYMENTS,
     MAX_MESSAGE_AMOUNT,
     MESSAGE_CLASSES,
     WIRE_VERSION,
     BatchEntry,
     Field,
-    LockReturn,
     Message,
     MessageType,
-    ReturnReason,
 )
 from offchain.protocol.types import SIGNATURE_LENGTH, UINT32_MAX, UINT64_MAX, TokenAmount
 
@@ -174,7 +174,11 @@ _PLANS: Final[dict[type, tuple[tuple[str, int, int, int], ...]]] = {
     cls: tuple((name, *_plan(kind)) for name, kind in cls.FIELDS)
     for cls in MESSAGE_CLASSES.values()
 }
-_REASON_INDEX: Final = [name for name, _ in LockReturn.FIELDS].index("reason")
+# Per class with an enum field: its position among the decoded values, and the enum.
+_ENUM_INDEXES: Final = {
+    cls: ([name for name, _ in cls.FIELDS].index(field), kind)
+    for cls, (field, kind) in ENUM_FIELDS.items()
+}
 
 
 def _put_payments(out: bytearray, entries: object, name: str) -> None:
@@ -278,14 +282,15 @@ def decode(data: bytes) -> Message:
     values.append(data[pos : pos + SIGNATURE_LENGTH])
     if pos + SIGNATURE_LENGTH != end:
         raise DecodeError("trailing bytes after the signature")
-    if cls is LockReturn:
-        index = _REASON_INDEX
+    enum_field = _ENUM_INDEXES.get(cls)
+    if enum_field is not None:
+        index, kind = enum_field
         reason = values[index]
         assert isinstance(reason, int)  # a U8 field always decodes to an int
         try:
-            values[index] = ReturnReason(reason)
+            values[index] = kind(reason)
         except ValueError:
-            raise DecodeError(f"unknown return reason {reason}") from None
+            raise DecodeError(f"unknown reason {reason} ({kind.__name__})") from None
     # Positional: `_check_layouts` holds every class's fields to FIELDS + signature.
     message = cls(*values)  # type: ignore[arg-type]
     # Canonical: its body encodes to exactly the bytes it came from (the receiver hashes
@@ -336,6 +341,10 @@ def _check_layouts() -> None:
     for cls in MESSAGE_CLASSES.values():
         names = [f.name for f in dataclass_fields(cls)]
         assert names == [*(name for name, _ in cls.FIELDS), "signature"], cls.__name__
+    # Enum fields are one byte, so every member must fit it.
+    for cls, (name, kind) in ENUM_FIELDS.items():
+        assert (name, Field.U8) in cls.FIELDS, cls.__name__
+        assert all(0 <= member <= 0xFF for member in kind), kind.__name__
     # The batch entry codec is written out for this layout, and its count is one byte.
     assert BatchEntry.FIELDS == (("payment_id", Field.U64), ("amount", Field.AMOUNT))
     assert [f.name for f in dataclass_fields(BatchEntry)] == ["payment_id", "amount"]

@@ -1,11 +1,23 @@
 """Withdraw while open and cooperative settle: the two flows both participants sign.
 
 Belongs here: making and checking `WithdrawRequest` / `WithdrawConfirmation` /
-`WithdrawExpired` and `CoopSettleRequest` / `CoopSettleResponse`, and what each does to the
-channel state. A withdraw reserves its amount from the requester's spendable balance from
-the moment it is requested until it is confirmed on chain or expires; a cooperative
-settle is offered only with no pending lock in either direction, for totals that give
-each participant exactly its balance (the contract pays `total - withdrawn`).
+`WithdrawExpired` and `CoopSettleRequest` / `CoopSettleResponse` / `CoopSettleRefused`, and
+what each does to the channel state. A withdraw reserves its amount from the requester's
+spendable balance from the moment it is requested until it is confirmed on chain or
+expires; a cooperative settle is offered only with no pending lock in either direction,
+for totals that give each participant exactly its balance (the contract pays
+`total - withdrawn`).
+
+A withdraw in progress (requested, co-signed, even sent to the chain but not yet seen
+there) does not stop a cooperative settle: the final total of a side is
+`withdrawn + balance = deposit - T_self + T_other`, in which the withdrawn amount cancels
+out, so both views name the same totals whether or not they have seen the withdraw land,
+and each side takes exactly its total over the channel's life in every order:
+- the withdraw lands first: the settle pays `total - new withdrawn` (the withdraw stays
+  within the total, checked here, since its amount was reserved from the balance);
+- the settle lands first: the channel is no longer open, so the withdraw reverts, and a
+  reopening has a new generation, which its signatures do not name;
+- the withdraw never lands (expired): the settle pays `total - withdrawn`.
 
 Does not belong here: sending the transaction (the node turns a confirmed pair of
 signatures into a `ContractSend` effect), timers, or any I/O.
@@ -14,6 +26,7 @@ signatures into a `ContractSend` effect), timers, or any I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from offchain.protocol import frozen, signing
 from offchain.protocol.channel import (
@@ -27,6 +40,8 @@ from offchain.protocol.channel import (
 from offchain.protocol.errors import InvalidSignature
 from offchain.protocol.locks import ordered
 from offchain.protocol.messages import (
+    CoopSettleRefusal,
+    CoopSettleRefused,
     CoopSettleRequest,
     CoopSettleResponse,
     WithdrawConfirmation,
@@ -221,21 +236,43 @@ def receive_withdraw_expired(
     )
 
 
+REFUSAL_TEXT: Final[dict[CoopSettleRefusal, str]] = {
+    CoopSettleRefusal.PENDING_LOCKS: "pending locks",
+    CoopSettleRefusal.BALANCES_DIFFER: "totals do not match our balances",
+    CoopSettleRefusal.CHANNEL_NOT_OPEN: "channel not open",
+    CoopSettleRefusal.OFFER_EXPIRED: "offer expired",
+    CoopSettleRefusal.WITHDRAW_ABOVE_TOTAL: "a pending withdraw exceeds its final total",
+}
+"""What each refusal reason means, said from the refuser's side."""
+
+
+def _totals(channel: ChannelState) -> tuple[TokenAmount, TokenAmount] | CoopSettleRefusal:
+    our, partner = channel.our, channel.partner
+    if our.locks or partner.locks:
+        return CoopSettleRefusal.PENDING_LOCKS
+    ours = TokenAmount(our.withdrawn + balance(our, partner))
+    theirs = TokenAmount(partner.withdrawn + balance(partner, our))
+    for end, total in ((our, ours), (partner, theirs)):
+        # Reserved from the balance when requested, so this holds unless the two clocks
+        # disagree about an expiration; a withdraw above the total that landed first
+        # would make the contract refuse the settle (nobody loses, the settle fails).
+        if end.withdraw_pending > end.withdrawn and end.withdraw_pending > total:
+            return CoopSettleRefusal.WITHDRAW_ABOVE_TOTAL
+    first, _ = ordered(our.address, partner.address)
+    return (ours, theirs) if first == our.address else (theirs, ours)
+
+
 def coop_settle_totals(channel: ChannelState) -> tuple[TokenAmount, TokenAmount] | Rejected:
     """The final total withdraws (participant1, participant2) a cooperative settle uses.
 
     Each participant takes its balance on top of what it already withdrew; allowed only
-    with no pending lock and no pending withdraw on either side.
+    with no pending lock on either side. Pending withdraws do not matter (module
+    docstring), as long as each stays within its side's total.
     """
-    our, partner = channel.our, channel.partner
-    if our.locks or partner.locks:
-        return Rejected("pending locks")
-    if our.withdraw_pending > our.withdrawn or partner.withdraw_pending > partner.withdrawn:
-        return Rejected("pending withdraw")
-    ours = TokenAmount(our.withdrawn + balance(our, partner))
-    theirs = TokenAmount(partner.withdrawn + balance(partner, our))
-    first, _ = ordered(our.address, partner.address)
-    return (ours, theirs) if first == our.address else (theirs, ours)
+    totals = _totals(channel)
+    if isinstance(totals, CoopSettleRefusal):
+        return Rejected(REFUSAL_TEXT[totals])
+    return totals
 
 
 def request_coop_settle(
@@ -257,21 +294,30 @@ def request_coop_settle(
 
 def receive_coop_settle_request(
     channel: ChannelState, key: PrivateKey, message: CoopSettleRequest, now: Timestamp
-) -> CoopSettleResponse | Rejected:
-    """Co-sign the partner's offer if its totals are exactly the balances we agree on."""
-    if message.token_network != channel.token_network or message.generation != channel.generation:
+) -> CoopSettleResponse | CoopSettleRefused | Rejected:
+    """Co-sign the partner's offer if its totals are exactly the balances we agree on.
+
+    An authentic offer we will not sign gets a `CoopSettleRefused` saying why, so the
+    requester need not wait for an answer that will not come; only an offer that is not
+    the partner's (a bad signature, another token network) is `Rejected`, unanswered.
+    """
+    if message.token_network != channel.token_network:
         return Rejected("wrong channel")
-    if channel.phase is not ChannelPhase.OPENED:
-        return Rejected("channel not open")
-    if message.expiration <= now:
-        return Rejected("offer expired")
-    totals = coop_settle_totals(channel)
-    if isinstance(totals, Rejected):
-        return totals
-    if (message.total_withdraw1, message.total_withdraw2) != totals:
-        return Rejected("totals do not match our balances")
     if _signer(channel, message, sender_is_partner=True) != channel.partner.address:
         return Rejected("invalid signature")
+    refusal: CoopSettleRefusal | None = None
+    if message.generation != channel.generation or channel.phase is not ChannelPhase.OPENED:
+        refusal = CoopSettleRefusal.CHANNEL_NOT_OPEN
+    elif message.expiration <= now:
+        refusal = CoopSettleRefusal.OFFER_EXPIRED
+    else:
+        totals = _totals(channel)
+        if isinstance(totals, CoopSettleRefusal):
+            refusal = totals
+        elif (message.total_withdraw1, message.total_withdraw2) != totals:
+            refusal = CoopSettleRefusal.BALANCES_DIFFER
+    if refusal is not None:
+        return refuse_coop_settle(channel, key, message, refusal)
     unsigned = CoopSettleResponse(
         message.token_network,
         message.generation,
@@ -283,6 +329,47 @@ def receive_coop_settle_request(
     return signing.sign(
         key, unsigned, channel.chain_id, channel.our.address, channel.partner.address
     )
+
+
+def refuse_coop_settle(
+    channel: ChannelState, key: PrivateKey, offer: CoopSettleRequest, reason: CoopSettleRefusal
+) -> CoopSettleRefused:
+    """Our signed refusal of the partner's offer, naming the offer and the reason."""
+    unsigned = CoopSettleRefused(
+        offer.token_network,
+        offer.generation,
+        offer.total_withdraw1,
+        offer.total_withdraw2,
+        offer.expiration,
+        reason,
+        PLACEHOLDER_SIGNATURE,
+    )
+    return signing.sign(
+        key, unsigned, channel.chain_id, channel.our.address, channel.partner.address
+    )
+
+
+def receive_coop_settle_refused(
+    channel: ChannelState, offer: CoopSettleRequest, message: CoopSettleRefused
+) -> CoopSettleRefusal | Rejected:
+    """The partner's refusal of our standing offer: why it will not co-sign."""
+    if (
+        message.token_network,
+        message.generation,
+        message.total_withdraw1,
+        message.total_withdraw2,
+        message.expiration,
+    ) != (
+        offer.token_network,
+        offer.generation,
+        offer.total_withdraw1,
+        offer.total_withdraw2,
+        offer.expiration,
+    ):
+        return Rejected("refusal of another offer")
+    if _signer(channel, message, sender_is_partner=True) != channel.partner.address:
+        return Rejected("invalid signature")
+    return message.reason
 
 
 def receive_coop_settle_response(

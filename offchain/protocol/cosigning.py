@@ -6,8 +6,12 @@ effect (`ContractSendWithdraw`, `ContractSendCoopSettle`); expiring our unused w
 requests on `Tick`. The rules themselves (what may be withdrawn, which totals a
 cooperative settle must carry) are `cooperative`'s.
 
-Once both have signed a cooperative settle the channel takes no new payment until the
-offer expires (`NodeState.settling`): the signed totals are the balances of that moment.
+While our offer stands (`NodeState.coop_offers`) and once both have signed a cooperative
+settle (`NodeState.settling`), we make no new payment in the channel until the offer
+expires: the signed totals are the balances of that moment. A partner that will not sign
+says why (`CoopSettleRefused`); our offer is then dropped and we may pay again. A partner
+offer is co-signed even while we are settling, if its totals are those we already stand
+by (two offers that crossed, or one repeated after a lost answer).
 
 Does not belong here: channel rules (`cooperative`, `channel`), other messages (`node`).
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 from offchain.protocol import cooperative, frozen
 from offchain.protocol.channel import NO_TIME, ChannelPhase, EndState, Rejected
 from offchain.protocol.messages import (
+    CoopSettleRefused,
     CoopSettleRequest,
     CoopSettleResponse,
     WithdrawConfirmation,
@@ -30,8 +35,9 @@ from offchain.protocol.transitions import (
     ChainWithdraw,
     ContractSendCoopSettle,
     ContractSendWithdraw,
+    EventCoopSettleRefused,
 )
-from offchain.protocol.types import Address, TokenAmount
+from offchain.protocol.types import Address, Timestamp, TokenAmount
 
 CosignedMessage = (
     WithdrawRequest
@@ -39,6 +45,7 @@ CosignedMessage = (
     | WithdrawExpired
     | CoopSettleRequest
     | CoopSettleResponse
+    | CoopSettleRefused
 )
 
 
@@ -60,14 +67,15 @@ def withdraw(step: Step, action: ActionWithdraw) -> Rejected | None:
 def coop_settle(step: Step, action: ActionCoopSettle) -> Rejected | None:
     """Offer the partner a cooperative settle at today's balances."""
     key = (action.token_network, action.partner)
+    if step.settling_now(*key):
+        return Rejected("a cooperative settle is under way")
     channel = step.open_channel(*key)
     if channel is None:
         return Rejected("no open channel")
     made = cooperative.request_coop_settle(channel, step.key, action.expiration)
     if isinstance(made, Rejected):
         return made
-    step.coop_offers[key] = made
-    step.settling[key] = action.expiration  # no new payments while the offer stands
+    step.coop_offers[key] = made  # no new payments while the offer stands
     step.send(action.partner, made)
     return None
 
@@ -124,14 +132,16 @@ def receive(step: Step, sender: Address, message: CosignedMessage) -> None:
                 return
             step.channels[key] = updated
         case CoopSettleRequest():
-            if step.open_channel(*key) is None:
-                step.invalid(sender, message, "channel not open for new agreements")
-                return
+            # No `open_channel` here: while we are settling, our balances are the totals
+            # we signed, so an offer of those same totals (crossed with ours, or repeated)
+            # is signed again, and any other is refused by the totals check.
             response = cooperative.receive_coop_settle_request(channel, step.key, message, step.now)
             if isinstance(response, Rejected):
                 step.invalid(sender, message, response.reason)
                 return
-            step.settling[key] = message.expiration
+            if isinstance(response, CoopSettleResponse):
+                _settling_until(step, key, message.expiration)
+            # A refusal is an answer, not the partner's fault: a payment may have crossed.
             step.send(sender, response)
         case CoopSettleResponse():
             offer = step.coop_offers.get(key)
@@ -143,7 +153,32 @@ def receive(step: Step, sender: Address, message: CosignedMessage) -> None:
                 step.invalid(sender, message, settled.reason)
                 return
             del step.coop_offers[key]
+            # Both signed: the balances stay fixed until the offer expires.
+            _settling_until(step, key, offer.expiration)
             step.effects.append(ContractSendCoopSettle(message.token_network, sender, settled))
+        case CoopSettleRefused():
+            offer = step.coop_offers.get(key)
+            if offer is None:
+                return  # late or repeated: the offer was answered, refused or has lapsed
+            refusal = cooperative.receive_coop_settle_refused(channel, offer, message)
+            if isinstance(refusal, Rejected):
+                if refusal.reason != "refusal of another offer":
+                    step.invalid(sender, message, refusal.reason)
+                return  # a refusal of an earlier offer of ours: not this one's answer
+            # Paying again is safe for us: the partner still holds our signature until the
+            # offer expires, but a settle at those totals would only cost it what we pay.
+            del step.coop_offers[key]
+            step.effects.append(
+                EventCoopSettleRefused(
+                    message.token_network, sender, cooperative.REFUSAL_TEXT[refusal]
+                )
+            )
+
+
+def _settling_until(step: Step, key: tuple[Address, Address], expiration: Timestamp) -> None:
+    """Both signed a settle valid until `expiration`: keep the balances fixed until then
+    (or until a later one we also signed expires)."""
+    step.settling[key] = max(step.settling.get(key, expiration), expiration)
 
 
 def on_tick(step: Step) -> None:
@@ -170,7 +205,9 @@ def on_tick(step: Step) -> None:
     for key, until in list(step.settling.items()):
         if step.now > until:
             del step.settling[key]
-            step.coop_offers.pop(key, None)
+    for key, offer in list(step.coop_offers.items()):
+        if step.now > offer.expiration:
+            del step.coop_offers[key]
 
 
 def on_chain_withdraw(step: Step, event: ChainWithdraw) -> None:

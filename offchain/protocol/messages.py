@@ -83,6 +83,7 @@ class MessageType(enum.IntEnum):
     COOP_SETTLE_RESPONSE = 13
     PROCESSED = 14
     TRANSFER_BATCH = 15
+    COOP_SETTLE_REFUSED = 16
 
 
 class Field(enum.Enum):
@@ -118,6 +119,20 @@ class ReturnReason(enum.IntEnum):
     TARGET_OFFLINE = 4
     EXPIRY_TOO_SOON = 5
     REJECTED = 6
+
+
+class CoopSettleRefusal(enum.IntEnum):
+    """Why a partner will not co-sign a cooperative settle (`CoopSettleRefused.reason`).
+
+    Each names what differs between the two views, so the requester can say why its close
+    failed and when trying again may help.
+    """
+
+    PENDING_LOCKS = 1  # a lock is pending in the refuser's view (it must resolve first)
+    BALANCES_DIFFER = 2  # the totals are not the refuser's balances: a payment in flight
+    CHANNEL_NOT_OPEN = 3  # not open (or another generation) in the refuser's view
+    OFFER_EXPIRED = 4  # the expiration is already past by the refuser's clock
+    WITHDRAW_ABOVE_TOTAL = 5  # a pending withdraw exceeds its side's final total
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,6 +485,31 @@ class TransferBatch:
     signature: Signature
 
 
+@dataclass(frozen=True, slots=True)
+class CoopSettleRefused:
+    """The partner will not co-sign the `CooperativeSettle` these fields name, and why.
+
+    It repeats the offer's fields, so the requester matches it to its own offer and ignores
+    a refusal of an older one. It is a plain signed message, not a promise: the refuser
+    still holds the requester's signature of the offer until it expires.
+    """
+
+    TYPE: ClassVar[MessageType] = MessageType.COOP_SETTLE_REFUSED
+    SIGNING: ClassVar[Signing] = Signing.MESSAGE
+    FIELDS: ClassVar[tuple[tuple[str, Field], ...]] = (
+        *CoopSettleRequest.FIELDS,
+        ("reason", Field.U8),
+    )
+
+    token_network: Address
+    generation: Generation
+    total_withdraw1: TokenAmount
+    total_withdraw2: TokenAmount
+    expiration: Timestamp
+    reason: CoopSettleRefusal
+    signature: Signature
+
+
 Message = (
     DirectTransfer
     | LockedTransfer
@@ -486,6 +526,7 @@ Message = (
     | CoopSettleResponse
     | Processed
     | TransferBatch
+    | CoopSettleRefused
 )
 """Every message of the protocol."""
 
@@ -507,5 +548,12 @@ MESSAGE_CLASSES: Final[dict[MessageType, type[Message]]] = {
         CoopSettleResponse,
         Processed,
         TransferBatch,
+        CoopSettleRefused,
     )
 }
+
+ENUM_FIELDS: Final[dict[type[Message], tuple[str, type[enum.IntEnum]]]] = {
+    LockReturn: ("reason", ReturnReason),
+    CoopSettleRefused: ("reason", CoopSettleRefusal),
+}
+"""The `Field.U8` fields that carry an enum: the codec refuses a value the enum lacks."""

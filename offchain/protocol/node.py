@@ -38,6 +38,7 @@ from offchain.protocol.errors import InvalidSignature
 from offchain.protocol.locks import secrethash_of
 from offchain.protocol.messages import (
     NO_SECRET,
+    CoopSettleRefused,
     CoopSettleRequest,
     CoopSettleResponse,
     DirectTransfer,
@@ -239,6 +240,7 @@ def _receive(step: Step, sender: Address, message: Message) -> None:
             | WithdrawExpired()
             | CoopSettleRequest()
             | CoopSettleResponse()
+            | CoopSettleRefused()
         ):
             cosigning.receive(step, sender, message)
         case _:

@@ -184,16 +184,17 @@ class NodeState:
     registering: frozenset[SecretHash] = frozenset()
     """Secrets we asked the chain to register (once each)."""
     early: Mapping[ChannelKey, Mapping[Nonce, BalanceProofMessage]] = field(default_factory=dict)
+    """Balance proofs from a partner that arrived before their predecessor."""
     withdraws: Mapping[ChannelKey, WithdrawRequest] = field(default_factory=dict)
     """Our withdraw requests, until they land on chain or expire."""
     withdraws_signed: frozenset[ChannelKey] = frozenset()
     """Those of `withdraws` the partner co-signed (sent to the chain once)."""
     coop_offers: Mapping[ChannelKey, CoopSettleRequest] = field(default_factory=dict)
-    """Our cooperative-settle offers waiting for the partner's signature."""
+    """Our cooperative-settle offers waiting for the partner's signature or refusal, until
+    they expire: no new payments of ours there meanwhile."""
     settling: Mapping[ChannelKey, Timestamp] = field(default_factory=dict)
-    """Channels with a cooperative settle signed by both, until its expiration: no new
-    payments there, or the signed totals would no longer be the balances."""
-    """Balance proofs from a partner that arrived before their predecessor."""
+    """Channels with a cooperative settle signed by both, until its (latest) expiration:
+    no new payments there, or the signed totals would no longer be the balances."""
 
 
 def return_to_failure(reason: ReturnReason) -> FailureReason:

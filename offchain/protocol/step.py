@@ -96,13 +96,22 @@ class Step:
     # --- lookups ----------------------------------------------------------------------
 
     def open_channel(self, token_network: Address, partner: Address) -> ChannelState | None:
-        key = (token_network, partner)
-        channel = self.channels.get(key)
+        """The channel, if it is open and we may make new payments in it."""
+        channel = self.channels.get((token_network, partner))
         if channel is None or channel.phase is not ChannelPhase.OPENED:
             return None
-        if key in self.settling and self.now <= self.settling[key]:
-            return None  # a signed cooperative settle fixes the balances
+        if self.settling_now(token_network, partner):
+            return None  # a cooperative settle offered or signed fixes the balances
         return channel
+
+    def settling_now(self, token_network: Address, partner: Address) -> bool:
+        """Whether our cooperative-settle offer stands, or one both signed, in the channel."""
+        key = (token_network, partner)
+        until = self.settling.get(key)
+        if until is not None and self.now <= until:
+            return True
+        offer = self.coop_offers.get(key)
+        return offer is not None and self.now <= offer.expiration
 
     def registered_in_time(self, secrethash: SecretHash, expiration: Timestamp) -> bool:
         at = self.registered.get(secrethash)

@@ -387,6 +387,19 @@ class EventActionRefused:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class EventCoopSettleRefused:
+    """The partner refused our standing cooperative-settle offer (`CoopSettleRefused`).
+
+    The offer is dropped and we may pay over the channel again; `reason` says why the
+    partner would not sign, from its side (`cooperative.REFUSAL_TEXT`).
+    """
+
+    token_network: Address
+    partner: Address
+    reason: str
+
+
 Effect = (
     SendMessage
     | ContractSendSecretRegister
@@ -402,4 +415,5 @@ Effect = (
     | EventMediated
     | EventInvalidReceived
     | EventActionRefused
+    | EventCoopSettleRefused
 )

@@ -4,9 +4,10 @@ What belongs here: closing and settling an open channel at once with both signat
 each participant's FINAL TOTAL WITHDRAW (each is paid its total minus what it already
 withdrew), in either argument order, the event, the channel cleared with its generation
 kept, reopening, the inclusive expiration, signatures that stay correct across a later
-withdraw, and every revert: totals not adding up to D1 + D2, a total below what its
-participant already withdrew, expired, invalid signatures, channel not open, signatures
-voided by a later deposit or by a reopening. What must not: the unilateral close/settle path.
+withdraw (also one co-signed before the settle, landing before or after it), and every
+revert: totals not adding up to D1 + D2, a total below what its participant already
+withdrew, expired, invalid signatures, channel not open, signatures voided by a later
+deposit or by a reopening. What must not: the unilateral close/settle path.
 """
 
 from __future__ import annotations
@@ -153,6 +154,45 @@ def test_cooperative_settle__withdraw_after_signing__old_signatures_still_pay_co
     # Over the channel's life a got its total 90 and b its total 60.
     assert _balances(d, a, b) == [start_a + 90, start_b + 60]
     assert d.token.balanceOf(d.network.address) == 0
+
+
+def test_cooperative_settle__over_a_cosigned_withdraw__each_takes_its_total_in_either_order(
+    d, funded
+):
+    # docs/spec.md §10: a partner co-signs a settle over a withdraw it co-signed but has
+    # not seen land. Both signatures of the withdraw (40 to a) and of the settle (final
+    # totals 90 / 60) exist before either is submitted; whichever lands first, a takes 90
+    # and b 60 over the channel's life (they deposited 100 and 50), and the late withdraw
+    # is refused, also after a reopening of the pair.
+    a, b = funded[0], funded[1]
+    for withdraw_first in (True, False):
+        _open(d, a, b)
+        start_a, start_b = _balances(d, a, b)
+        expiration = now() + 600
+        withdraw_sigs = (
+            d.sign_withdraw(a, a, b, 40, expiration),
+            d.sign_withdraw(b, a, b, 40, expiration),
+        )
+        settle_sigs = _sigs(d, a, b, 90, 60, expiration)
+
+        def withdraw(withdraw_sigs=withdraw_sigs, expiration=expiration):
+            with boa.env.prank(a.address):
+                d.network.set_total_withdraw(a.address, b.address, 40, expiration, *withdraw_sigs)
+
+        if withdraw_first:
+            withdraw()
+        _submit(d, a, b, 90, 60, expiration, *settle_sigs)
+        if not withdraw_first:
+            with boa.reverts("token_network: channel not open"):
+                withdraw()
+            _open(d, a, b)
+            with boa.reverts("token_network: invalid participant signature"):
+                withdraw()
+            d.close(a, b, None)  # end the reopened channel: its deposits go back as they came
+            boa.env.time_travel(seconds=SETTLE_WINDOW + 1)
+            d.settle(a, None, b, None)
+        assert _balances(d, a, b) == [start_a + 90, start_b + 60]
+        assert d.token.balanceOf(d.network.address) == 0
 
 
 def test_cooperative_settle__total_equal_to_the_withdrawn__pays_that_side_zero(d, funded):

@@ -21,7 +21,7 @@ from offchain.protocol import cooperative as coop
 from offchain.protocol.channel import ChannelState, EndState, Rejected
 from offchain.protocol.crypto import keccak256, sha256
 from offchain.protocol.locks import Lock
-from offchain.protocol.messages import BatchEntry, TransferBatch
+from offchain.protocol.messages import BatchEntry, CoopSettleResponse, TransferBatch
 from offchain.protocol.settlement import ParticipantTotals, settlement_payout
 from offchain.protocol.types import Generation, PrivateKey, Secret, Timestamp, TokenAmount
 from tests.lib import harness
@@ -257,7 +257,7 @@ def test_withdraw_and_coop_settle__signed_through_the_core__accepted_by_the_cont
     offer = coop.request_coop_settle(view_a, key_a, expiration)
     assert not isinstance(offer, Rejected)
     response = coop.receive_coop_settle_request(view_b, key_b, offer, now)
-    assert not isinstance(response, Rejected)
+    assert isinstance(response, CoopSettleResponse)
     settled = coop.receive_coop_settle_response(view_a, offer, response)
     assert isinstance(settled, coop.SignedCoopSettle)
     before = d.token.balanceOf(a.address), d.token.balanceOf(b.address)

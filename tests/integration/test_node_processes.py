@@ -481,8 +481,8 @@ def test_close_cooperative__both_online__chain_balances_equal_the_off_chain_ones
         back = await b.pay(net.token, net.address(0), 2 * ONE, wait=WAIT)  # locked + unlocked
         assert back["status"] == "succeeded", back
         await a.withdraw(net.token, net.address(1), 5 * ONE)
-        # B refuses a cooperative settle while it has not seen A's withdraw on chain (see
-        # the xfail test below): wait for it, as for B's side of the payments.
+        # B's view of the withdraw and payments, for the balances compared below (the
+        # settle itself needs neither: see the test after this one).
         await eventually(
             lambda: _field(view(net, 1, 0), "partner_withdrawn", lambda v: int(v) == 5 * ONE)
         )
@@ -507,16 +507,12 @@ def test_close_cooperative__both_online__chain_balances_equal_the_off_chain_ones
     assert token_balance(env, "0x" + env.network.hex()) == 0
 
 
-@pytest.mark.xfail(
-    raises=TimeoutError,
-    strict=True,
-    reason="known bug: a partner that has not yet seen our withdraw on chain refuses the "
-    "cooperative settle ('pending withdraw', docs/spec.md §10) without telling us; the close "
-    "waits 120 s for nothing and the channel takes no payment until the offer expires",
-)
 def test_close_cooperative__partner_has_not_seen_our_withdraw__answers_at_once(
     tmp_path: Path,
 ) -> None:
+    # Regression: B refused the settle silently ("pending withdraw") while it had not seen
+    # A's withdraw land; A's close waited 120 s for nothing. The final totals do not depend
+    # on the withdraw (docs/spec.md §10), so B signs at once.
     with chain_env(tmp_path) as env, ThreadedProxy(env.url) as proxy:
         a_party, b_party = env.parties("coop-A", "coop-B")
         a = NodeProcess("A", a_party.key, tmp_path / "A", env.url, env.manifest)
@@ -527,15 +523,48 @@ def test_close_cooperative__partner_has_not_seen_our_withdraw__answers_at_once(
         with running(a, b):
             drive(net, lambda: open_pair(net, 40 * ONE, 10 * ONE))
             proxy.stop()  # B co-signs off chain, but cannot see the withdraw land
+            chain_a, chain_b = env.balance(a_party), env.balance(b_party)
+
+            async def body() -> dict[str, Any]:
+                api = await net.client(0)
+                drawn = await api.withdraw(net.token, net.address(1), 5 * ONE)
+                assert int(drawn["our_withdrawn"]) == 5 * ONE
+                return await api.close_channel(net.token, net.address(1), cooperative=True)
+
+            closed = drive(net, body)
+        assert closed["status"] == "settled", closed
+        # A: 5 by the withdraw, then its final total 40 less those 5; B: its 10.
+        assert env.balance(a_party) == chain_a + 40 * ONE
+        assert env.balance(b_party) == chain_b + 10 * ONE
+        assert token_balance(env, "0x" + env.network.hex()) == 0
+
+
+def test_close_cooperative__partner_refuses__fails_at_once_with_its_reason(
+    tmp_path: Path,
+) -> None:
+    # A cannot see the chain, so it has not seen B close the channel: B refuses A's offer
+    # ("channel not open") and says so: A's close fails at once with that reason, not
+    # after 120 s.
+    with chain_env(tmp_path) as env, ThreadedProxy(env.url) as proxy:
+        a_party, b_party = env.parties("refuse-A", "refuse-B")
+        a = NodeProcess("A", a_party.key, tmp_path / "A", proxy.url, env.manifest)
+        b = NodeProcess("B", b_party.key, tmp_path / "B", env.url, env.manifest, peers=[a.tcp_port])
+        net = NodeNet(env, [a_party, b_party], [a, b], tmp_path)
+        with running(a, b):
+            drive(net, lambda: open_pair(net, 40 * ONE, 10 * ONE))
+            proxy.stop()
 
             async def body() -> None:
-                api = await net.client(0)
-                await api.withdraw(net.token, net.address(1), 5 * ONE)
-                # A settled close, or a clear refusal: either, but at once.
-                with contextlib.suppress(ApiClientError):
-                    await asyncio.wait_for(
-                        api.close_channel(net.token, net.address(1), cooperative=True), 5
-                    )
+                api, other = await net.client(0), await net.client(1)
+                closed = await other.close_channel(net.token, net.address(0))
+                assert closed["status"] == "closed", closed
+                with pytest.raises(ApiClientError) as refused:
+                    await api.close_channel(net.token, net.address(1), cooperative=True)
+                assert refused.value.code == "conflict"
+                assert "refused the cooperative settle: channel not open" in str(refused.value)
+                assert (await view(net, 0, 1))["status"] == "open"  # A is still blind
+                events = await events_of(api, "coop_settle_refused")
+                assert [e["data"]["reason"] for e in events] == ["channel not open"]
 
             drive(net, body)
 

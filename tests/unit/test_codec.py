@@ -13,17 +13,18 @@ from hypothesis import strategies as st
 from offchain.protocol import codec, signing
 from offchain.protocol.codec import MESH_FRAME_BYTES, DecodeError, EncodeError, decode, encode
 from offchain.protocol.messages import (
+    ENUM_FIELDS,
     MAX_BATCH_PAYMENTS,
     MAX_MESSAGE_AMOUNT,
     MESSAGE_CLASSES,
     BatchEntry,
+    CoopSettleRefusal,
+    CoopSettleRefused,
     DirectTransfer,
     Field,
     LockedTransfer,
-    LockReturn,
     Message,
     MessageType,
-    ReturnReason,
     SecretReveal,
     TransferBatch,
     WithdrawRequest,
@@ -66,8 +67,9 @@ def message_strategy(message_type: MessageType) -> st.SearchStrategy[Message]:
     kwargs: dict[str, st.SearchStrategy[Any]] = {
         name: _FIELD_STRATEGIES[kind] for name, kind in cls.FIELDS
     }
-    if cls is LockReturn:
-        kwargs["reason"] = st.sampled_from(ReturnReason)
+    if cls in ENUM_FIELDS:
+        name, kind = ENUM_FIELDS[cls]
+        kwargs[name] = st.sampled_from(kind)
     kwargs["signature"] = st.binary(min_size=65, max_size=65)
     return st.builds(cls, **kwargs)
 
@@ -107,14 +109,47 @@ def _largest(message_type: MessageType) -> Message:
     }
     top[Field.PAYMENTS] = (BatchEntry(2**64 - 1, MAX_MESSAGE_AMOUNT),) * MAX_BATCH_PAYMENTS
     kwargs: dict[str, Any] = {name: top[kind] for name, kind in cls.FIELDS}
-    if cls is LockReturn:
-        kwargs["reason"] = ReturnReason.NO_ROUTE
+    if cls in ENUM_FIELDS:
+        name, kind = ENUM_FIELDS[cls]
+        kwargs[name] = max(kind)
     return cls(**kwargs, signature=b"\x01" * 65)
 
 
 @pytest.mark.parametrize("message_type", list(MessageType), ids=lambda t: t.name)
 def test_max_size__largest_values__equals_encoded_length(message_type: MessageType) -> None:
     assert len(encode(_largest(message_type))) == codec.max_size(message_type)
+
+
+@pytest.mark.parametrize(
+    "message_type",
+    [t for t in MessageType if t is not MessageType.TRANSFER_BATCH],
+    ids=lambda t: t.name,
+)
+def test_max_size__every_message_but_a_batch__fits_one_mesh_frame(
+    message_type: MessageType,
+) -> None:
+    # Withdraw and cooperative-settle messages (the refusal included) cross the same mesh.
+    assert codec.max_size(message_type) <= MESH_FRAME_BYTES
+
+
+def test_coop_settle_refused__every_reason__round_trip_and_unknown_reason_refused() -> None:
+    for reason in CoopSettleRefusal:
+        message = CoopSettleRefused(
+            b"\x01" * 20,  # type: ignore[arg-type]
+            1,  # type: ignore[arg-type]
+            2**90,  # type: ignore[arg-type]
+            5,  # type: ignore[arg-type]
+            1_700_000_600,  # type: ignore[arg-type]
+            reason,
+            b"\x02" * 65,  # type: ignore[arg-type]
+        )
+        decoded = decode(encode(message))
+        assert decoded == message and decoded.reason is reason  # type: ignore[union-attr]
+    data = encode(message)
+    reason_at = len(data) - 65 - 1
+    assert data[reason_at] == max(CoopSettleRefusal)
+    with pytest.raises(DecodeError, match="unknown reason 0"):
+        decode(data[:reason_at] + b"\x00" + data[reason_at + 1 :])
 
 
 @given(st.binary(max_size=300))
