@@ -30,7 +30,13 @@ from offchain.api.errors import (
     error_middleware,
     invalid,
 )
-from offchain.node.service import ErrorCode, NodeService, PaymentStatus, ServiceError
+from offchain.node.service import (
+    ErrorCode,
+    NodeService,
+    PaymentDirection,
+    PaymentStatus,
+    ServiceError,
+)
 
 log = logging.getLogger("offchain.api")
 
@@ -126,7 +132,9 @@ def channel_url(token: bytes, partner: bytes) -> str:
 
 
 def payment_url(payment_id: int) -> str:
-    return f"{openapi.API_PREFIX}/payments/{payment_id}"
+    """The URL of a payment we sent: it names the direction, so a payment received later
+    under the same id (ids are unique per payer only) never makes it ambiguous."""
+    return f"{openapi.API_PREFIX}/payments/{payment_id}?direction=sent"
 
 
 # Handlers, in the order of the document.
@@ -234,13 +242,14 @@ async def pay(request: web.Request) -> web.Response:
     if body.wait is not None and payment.status is PaymentStatus.PENDING:
         # From here on the payment exists: answer with it whatever the wait gives, so a
         # client that retries on errors never starts a second payment by mistake.
+        sent = PaymentDirection.SENT
         try:
-            payment = await service.wait_payment(payment.payment_id, body.wait)
+            payment = await service.wait_payment(payment.payment_id, body.wait, direction=sent)
         except ServiceError as exc:
             if exc.code is not ErrorCode.TIMEOUT:
                 log.warning("waiting for payment %d: %s", payment.payment_id, exc.message)
             try:
-                payment = service.payment(payment.payment_id)
+                payment = service.payment(payment.payment_id, direction=sent)
             except ServiceError:
                 log.warning("payment %d vanished while waiting", payment.payment_id)
     status = 202 if payment.status is PaymentStatus.PENDING else 200
@@ -249,14 +258,22 @@ async def pay(request: web.Request) -> web.Response:
 
 
 async def get_payment(request: web.Request) -> web.Response:
-    _no_query(request)
-    payment = _service(request).payment(_payment_id(request))
+    query = schemas.parse_query(schemas.PaymentQuery, request.query)
+    payment = _service(request).payment(
+        _payment_id(request), direction=query.direction, payer=query.payer, partner=query.partner
+    )
     return _json(convert.payment_json(payment))
 
 
 async def wait_payment(request: web.Request) -> web.Response:
     query = schemas.parse_query(schemas.WaitQuery, request.query)
-    payment = await _service(request).wait_payment(_payment_id(request), query.timeout)
+    payment = await _service(request).wait_payment(
+        _payment_id(request),
+        query.timeout,
+        direction=query.direction,
+        payer=query.payer,
+        partner=query.partner,
+    )
     return _json(convert.payment_json(payment))
 
 

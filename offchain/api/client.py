@@ -170,11 +170,36 @@ class ApiClient:
         body.update({k: v for k, v in optional.items() if v is not None})
         return await self._post("/payments", body)
 
-    async def payment(self, payment_id: int | str) -> dict[str, Any]:
-        return await self._get(f"/payments/{payment_id}")
+    async def payment(
+        self,
+        payment_id: int | str,
+        *,
+        direction: str | None = None,
+        payer: str | None = None,
+        partner: str | None = None,
+    ) -> dict[str, Any]:
+        """One payment; ``direction``, ``payer``, ``partner`` pick one when the id names
+        several (ids are unique per payer only: a 409 ``ambiguous`` says so)."""
+        return await self._get(
+            f"/payments/{payment_id}", direction=direction, payer=payer, partner=partner
+        )
 
-    async def wait_payment(self, payment_id: int | str, timeout: float) -> dict[str, Any]:
-        return await self._get(f"/payments/{payment_id}/wait", timeout=timeout)
+    async def wait_payment(
+        self,
+        payment_id: int | str,
+        timeout: float,
+        *,
+        direction: str | None = None,
+        payer: str | None = None,
+        partner: str | None = None,
+    ) -> dict[str, Any]:
+        return await self._get(
+            f"/payments/{payment_id}/wait",
+            timeout=timeout,
+            direction=direction,
+            payer=payer,
+            partner=partner,
+        )
 
     async def payments(
         self,

@@ -156,6 +156,7 @@ def payment_json(payment: PaymentInfo) -> dict[str, object]:
         "secrethash": hex0x(payment.secrethash),
         "created_at": payment.created_at,
         "finished_at": payment.finished_at,
+        "payer": _optional_address(payment.payer),
     }
 
 

@@ -30,6 +30,7 @@ HTTP_STATUS: Final[dict[ErrorCode, int]] = {
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.CONFLICT: 409,
+    ErrorCode.AMBIGUOUS: 409,
     ErrorCode.INSUFFICIENT_FUNDS: 409,
     ErrorCode.NO_ROUTE: 409,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,

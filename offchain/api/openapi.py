@@ -29,7 +29,8 @@ _REASONS: Final = {
     401: "Missing or wrong bearer token (`unauthorized`).",
     404: "No such channel, payment or token (`not_found`).",
     405: "Method not allowed on this path (`method_not_allowed`).",
-    409: "The state does not allow it (`conflict`, `insufficient_funds`, `no_route`).",
+    409: "The state does not allow it (`conflict`, `insufficient_funds`, `no_route`), or a "
+    "payment id names several payments (`ambiguous`).",
     413: "Request body over 64 KiB (`payload_too_large`).",
     415: "A body that is not `application/json` (`unsupported_media_type`).",
     500: "Our bug (`internal`); the node log has the details.",
@@ -126,6 +127,16 @@ _CHANNEL_PARAMETERS: Final = [
     _path_parameter("partner", "Address", "The partner's address."),
 ]
 _PAYMENT_PARAMETERS: Final = [_path_parameter("payment_id", "PaymentId", "The payment's id.")]
+_SENT_URL: Final = (
+    "The payment's URL: `/api/v1/payments/{payment_id}?direction=sent` (it stays ours if a "
+    "payment received later has the same id)."
+)
+_ONE_PAYMENT: Final = (
+    "Payment ids are chosen by each payer, unique per payer only: one id may name the "
+    "payment we sent and payments we received. An id that names one payment finds it; one "
+    "that names several answers `409 ambiguous` (saying which are there) until `direction`, "
+    "and for received ones `payer` or `partner`, pick one."
+)
 
 
 def _channel_action(
@@ -255,13 +266,13 @@ def _paths() -> dict[str, object]:
                     "200": _ok(
                         "The payment, finished (`succeeded` or `failed`).",
                         "Payment",
-                        "The payment's URL: `/api/v1/payments/{payment_id}`.",
+                        _SENT_URL,
                     ),
                     "202": _ok(
                         "The payment, still pending: at once without `wait`, or when "
                         "`wait` ran out.",
                         "Payment",
-                        "The payment's URL: `/api/v1/payments/{payment_id}`.",
+                        _SENT_URL,
                     ),
                 },
                 errors=(404, 409, 503),
@@ -277,7 +288,9 @@ def _paths() -> dict[str, object]:
                 "getPayment",
                 "One payment",
                 {"200": _ok("The payment.", "Payment")},
-                errors=(404,),
+                errors=(404, 409),
+                query=schemas.PaymentQuery,
+                description=_ONE_PAYMENT,
                 tag="payments",
             ),
         },
@@ -287,8 +300,9 @@ def _paths() -> dict[str, object]:
                 "waitPayment",
                 "Wait for a payment to finish",
                 {"200": _ok("The finished payment.", "Payment")},
-                errors=(404, 504),
+                errors=(404, 409, 504),
                 query=schemas.WaitQuery,
+                description=_ONE_PAYMENT + " A received payment is finished at once.",
                 tag="payments",
             ),
         },

@@ -279,13 +279,36 @@ class PaymentsQuery:
     direction: PaymentDirection | None = arg(DIRECTION, "Only these.", None)  # noqa: RUF009
     status: PaymentStatus | None = arg(PAYMENT_STATUS, "Only these.", None)  # noqa: RUF009
     token: bytes | None = arg(ADDRESS, "Only this token.", None)
-    partner: bytes | None = arg(ADDRESS, "Only with this target or payer.", None)
+    partner: bytes | None = arg(
+        ADDRESS, "Only with this `partner` (the target, or the partner that paid us).", None
+    )
     limit: int = arg(integer(1, MAX_LIMIT), "Most payments to return.", DEFAULT_LIMIT)
     offset: int = arg(integer(0, INT63_MAX), "Payments to skip, newest first.", 0)
 
 
 @dataclass(frozen=True, slots=True)
-class WaitQuery:
+class PaymentQuery:
+    """Which payment of an id: ids are chosen by each payer, so one id may name a payment
+    we sent and others we received. Needed only when it does (409 `ambiguous`)."""
+
+    direction: PaymentDirection | None = arg(  # noqa: RUF009
+        DIRECTION, "The payment we sent with this id, or one we received.", None
+    )
+    payer: bytes | None = arg(
+        ADDRESS,
+        "A received payment's initiator (its `payer`), for an id that several payers "
+        "used; implies `direction=received`.",
+        None,
+    )
+    partner: bytes | None = arg(
+        ADDRESS,
+        "The payment's `partner`: its target when sent, the partner that paid us when received.",
+        None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WaitQuery(PaymentQuery):
     timeout: float = arg(
         seconds(MAX_WAIT), "Seconds to wait before answering 504 timeout.", DEFAULT_WAIT_TIMEOUT
     )
@@ -502,7 +525,9 @@ RESPONSES: Final[dict[str, dict[str, object]]] = {
             "token": ref("Address"),
             "partner": {
                 **ref("Address"),
-                "description": "The target of a sent payment; the payer of a received one.",
+                "description": "The target of a sent payment; for a received one, the "
+                "partner that paid us (the payer of a direct transfer, the last mediator "
+                "of a mediated one).",
             },
             "amount": ref("Amount"),
             "fee": {**ref("Amount"), "description": "Mediation fees paid (0 when received)."},
@@ -512,6 +537,15 @@ RESPONSES: Final[dict[str, dict[str, object]]] = {
             "secrethash": ref("Bytes32"),
             "created_at": _UNIX_TIME,
             "finished_at": _nullable(_UNIX_TIME),
+            "payer": _nullable(
+                {
+                    **ref("Address"),
+                    "description": "Who started a received payment, when the node knows it "
+                    "(a direct transfer; a mediated payment whose initiator sent the secret "
+                    "ahead); null for sent payments and unknown payers. Payment ids are "
+                    "unique per payer: (payer, payment_id) names a received payment.",
+                }
+            ),
         },
         "A payment we sent or received.",
     ),

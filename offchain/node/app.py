@@ -58,6 +58,7 @@ from offchain.node.service import (
     PendingTransfer,
     ServiceError,
     TokenInfo,
+    pick_payment,
 )
 from offchain.node.store import Store
 from offchain.node.transport import MeshTransport
@@ -93,6 +94,7 @@ GRAPH_DEBOUNCE: Final = 0.2
 ANNOUNCE_INTERVAL_MS: Final = 250
 CHAIN_WAIT: Final = 120.0
 COOPERATION_WINDOW: Final = 600  # seconds a withdraw or coop-settle signature stays valid
+MAX_SAME_ID: Final = 1000  # rows read for one payment id (one sent, one received per payer)
 
 
 def _version() -> str:
@@ -374,11 +376,19 @@ class Node:
             spendable=int(spendable(c.our, c.partner, Timestamp(int(self.clock())))),
         )
 
-    def payment(self, payment_id: int) -> PaymentInfo:
-        rows = self.store.payments("payment_id = ?", (payment_id,), limit=2)
-        if rows:
-            return self._payment_info(rows[0])
-        raise ServiceError(ErrorCode.NOT_FOUND, f"no payment {payment_id}")
+    def payment(
+        self,
+        payment_id: int,
+        *,
+        direction: PaymentDirection | None = None,
+        payer: bytes | None = None,
+        partner: bytes | None = None,
+    ) -> PaymentInfo:
+        # Every row of the id (ids are unique per initiator only): one sent at most, and
+        # one received per payer; `pick_payment` refuses to guess between them.
+        rows = self.store.payments("payment_id = ?", (payment_id,), limit=MAX_SAME_ID)
+        found = [self._payment_info(row) for row in rows]
+        return pick_payment(payment_id, found, direction=direction, payer=payer, partner=partner)
 
     def payments(
         self,
@@ -408,7 +418,7 @@ class Node:
         return [self._payment_info(row) for row in rows]
 
     def _payment_info(self, row: sqlite3.Row) -> PaymentInfo:
-        failed_hop, finished = row["failed_hop"], row["finished_at"]
+        failed_hop, finished, payer = row["failed_hop"], row["finished_at"], row["payer"]
         return PaymentInfo(
             payment_id=int(row["payment_id"]),
             direction=PaymentDirection(row["direction"]),
@@ -422,10 +432,19 @@ class Node:
             secrethash=bytes(row["secrethash"] or NO_HASHLOCK),
             created_at=float(row["created_at"]),
             finished_at=None if finished is None else float(finished),
+            payer=bytes(payer) or None,  # empty: a sent payment, or a payer we do not know
         )
 
-    async def wait_payment(self, payment_id: int, timeout: float) -> PaymentInfo:
-        info = self.payment(payment_id)
+    async def wait_payment(
+        self,
+        payment_id: int,
+        timeout: float,
+        *,
+        direction: PaymentDirection | None = None,
+        payer: bytes | None = None,
+        partner: bytes | None = None,
+    ) -> PaymentInfo:
+        info = self.payment(payment_id, direction=direction, payer=payer, partner=partner)
         if info.status is not PaymentStatus.PENDING or info.direction is PaymentDirection.RECEIVED:
             return info
         future = self.runtime.payment_future(payment_id)
@@ -436,7 +455,8 @@ class Node:
                 ErrorCode.TIMEOUT, f"payment {payment_id} still pending after {timeout} s"
             ) from exc
         await asyncio.sleep(0)
-        return self.payment(payment_id)
+        # Ours, whatever arrived meanwhile under the same id from someone else.
+        return self.payment(payment_id, direction=PaymentDirection.SENT)
 
     def pending_transfers(self, token: bytes | None = None) -> list[PendingTransfer]:
         network = None if token is None else self._network(token)

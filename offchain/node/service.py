@@ -13,6 +13,7 @@ Does not belong here: HTTP (``offchain.api``), how the node does any of it
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -26,6 +27,7 @@ class ErrorCode(enum.Enum):
     INVALID_ARGUMENT = "invalid_argument"  # 400: a value out of range or malformed
     NOT_FOUND = "not_found"  # 404: no such channel, payment, token
     CONFLICT = "conflict"  # 409: the channel's state does not allow it (closed, pending)
+    AMBIGUOUS = "ambiguous"  # 409: a payment id that names several payments (sent, received)
     INSUFFICIENT_FUNDS = "insufficient_funds"  # 409: on chain (deposit) or in a channel
     NO_ROUTE = "no_route"  # 409: no route with the capacity and fee budget asked
     CHAIN_UNAVAILABLE = "chain_unavailable"  # 503: the RPC endpoint does not answer
@@ -117,10 +119,10 @@ secret hashes to, so it never matches a real lock."""
 
 @dataclass(frozen=True, slots=True)
 class PaymentInfo:
-    payment_id: int  # uint64, unique per initiator
+    payment_id: int  # uint64, unique per initiator only (see ``pick_payment``)
     direction: PaymentDirection
     token: Address
-    partner: Address  # target when sent, initiator (payer hop for mediated) when received
+    partner: Address  # target when sent; the partner that paid us (last hop) when received
     amount: int
     fee: int  # fees paid (sent) — 0 for received
     status: PaymentStatus
@@ -129,6 +131,75 @@ class PaymentInfo:
     secrethash: bytes  # the hashlock's; NO_HASHLOCK when there is none (a direct transfer)
     created_at: float  # Unix time
     finished_at: float | None
+    payer: Address | None = None
+    """Received: the initiator, when the node knows it (a direct transfer's sender; a
+    mediated payment whose initiator sent the secret ahead). None when sent or unknown."""
+
+
+def pick_payment(
+    payment_id: int,
+    found: Iterable[PaymentInfo],
+    *,
+    direction: PaymentDirection | None = None,
+    payer: Address | None = None,
+    partner: Address | None = None,
+) -> PaymentInfo:
+    """The one payment among ``found`` (those with ``payment_id``) that the caller names.
+
+    Payment ids are chosen by each initiator, so one id may name a payment we sent and
+    others we received (from different payers). Without ``direction``, ``payer`` or
+    ``partner`` an id that names one payment still finds it; one that names several is
+    ``AMBIGUOUS`` (a 409 that says which to add), never a guess. ``payer`` names a
+    received payment's initiator, so it implies ``direction`` received.
+    """
+    if payer is not None:
+        if direction is PaymentDirection.SENT:
+            raise ServiceError(
+                ErrorCode.INVALID_ARGUMENT,
+                "payer names who started a received payment: not with direction=sent",
+            )
+        direction = PaymentDirection.RECEIVED
+    matching = [
+        p
+        for p in found
+        if p.payment_id == payment_id
+        and (direction is None or p.direction is direction)
+        and (payer is None or p.payer == payer)
+        and (partner is None or p.partner == partner)
+    ]
+    if not matching:
+        named = [
+            f"{name}={value}"
+            for name, value in (
+                ("direction", None if direction is None else direction.value),
+                ("payer", None if payer is None else "0x" + payer.hex()),
+                ("partner", None if partner is None else "0x" + partner.hex()),
+            )
+            if value is not None
+        ]
+        with_filters = f" with {', '.join(named)}" if named else ""
+        raise ServiceError(ErrorCode.NOT_FOUND, f"no payment {payment_id}{with_filters}")
+    if len(matching) > 1:
+        names = ", ".join(_describe(p) for p in matching[:3])
+        if len(matching) > 3:
+            names += ", ..."
+        hint = (
+            "add direction=sent or direction=received"
+            if direction is None and len({p.direction for p in matching}) > 1
+            else "add payer= (who started it) or partner= (who paid us)"
+        )
+        raise ServiceError(
+            ErrorCode.AMBIGUOUS,
+            f"payment id {payment_id} names {len(matching)} payments ({names}): {hint}",
+        )
+    return matching[0]
+
+
+def _describe(payment: PaymentInfo) -> str:
+    if payment.direction is PaymentDirection.SENT:
+        return f"sent to 0x{payment.partner.hex()}"
+    payer = "" if payment.payer is None else f" started by 0x{payment.payer.hex()}"
+    return f"received from 0x{payment.partner.hex()}{payer}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +279,17 @@ class NodeService(Protocol):
         """
         ...
 
-    def payment(self, payment_id: int) -> PaymentInfo: ...
+    def payment(
+        self,
+        payment_id: int,
+        *,
+        direction: PaymentDirection | None = None,
+        payer: Address | None = None,
+        partner: Address | None = None,
+    ) -> PaymentInfo:
+        """The payment ``payment_id`` names, narrowed as ``pick_payment`` says
+        (``NOT_FOUND``, ``AMBIGUOUS``)."""
+        ...
 
     def payments(
         self,
@@ -221,8 +302,17 @@ class NodeService(Protocol):
         offset: int = 0,
     ) -> list[PaymentInfo]: ...
 
-    async def wait_payment(self, payment_id: int, timeout: float) -> PaymentInfo:
-        """Return the payment once it is terminal; ``ServiceError(TIMEOUT)`` otherwise."""
+    async def wait_payment(
+        self,
+        payment_id: int,
+        timeout: float,
+        *,
+        direction: PaymentDirection | None = None,
+        payer: Address | None = None,
+        partner: Address | None = None,
+    ) -> PaymentInfo:
+        """The payment (named as for ``payment``) once it is terminal (a received one is at
+        once); ``ServiceError(TIMEOUT)`` otherwise."""
         ...
 
     def pending_transfers(self, token: Address | None = None) -> list[PendingTransfer]: ...

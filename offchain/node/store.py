@@ -117,10 +117,38 @@ _V1: Final = (
         kind TEXT NOT NULL, data TEXT NOT NULL)""",
 )
 
-MIGRATIONS: list[tuple[int, Sequence[str]]] = [(1, _V1), (2, chain_schema.SCHEMA)]
+_V3: Final = (
+    # Payment ids are unique per initiator only. A received row now names its initiator
+    # (``payer``; empty when the node does not know it, and for sent rows), and the key
+    # takes it in: two payers' payments of one id through the same partner were one row
+    # (the second was dropped). SQLite cannot change a primary key in place: copy.
+    """CREATE TABLE payments_v3 (
+        direction TEXT NOT NULL, payment_id INTEGER NOT NULL, partner BLOB NOT NULL,
+        token_network BLOB NOT NULL, amount TEXT NOT NULL, fee TEXT NOT NULL,
+        status TEXT NOT NULL, reason TEXT, failed_hop BLOB, secrethash BLOB,
+        created_at REAL NOT NULL, finished_at REAL, payer BLOB NOT NULL DEFAULT X'',
+        PRIMARY KEY (direction, payment_id, partner, payer))""",
+    # Spelt out, not `_PAYMENT_COLUMNS`: a released migration never changes.
+    """INSERT INTO payments_v3 (direction, payment_id, partner, token_network, amount, fee,
+        status, reason, failed_hop, secrethash, created_at, finished_at)
+        SELECT direction, payment_id, partner, token_network, amount, fee, status, reason,
+        failed_hop, secrethash, created_at, finished_at FROM payments""",
+    "DROP TABLE payments",
+    "ALTER TABLE payments_v3 RENAME TO payments",
+    "CREATE INDEX payments_by_id ON payments (payment_id)",
+    "CREATE INDEX payments_by_status ON payments (status, created_at)",
+)
+
+MIGRATIONS: list[tuple[int, Sequence[str]]] = [(1, _V1), (2, chain_schema.SCHEMA), (3, _V3)]
 """(version, statements): each brings the schema from version - 1 to version. Append
 only; never edit a released one. Version 2 adds the chain layer's follower cursor,
-channel directory and transaction outbox (``offchain.chain.schema``)."""
+channel directory and transaction outbox (``offchain.chain.schema``); version 3 the
+initiator of received payments (``payer``) to the payments' key."""
+
+_PAYMENT_COLUMNS: Final = (
+    "direction, payment_id, partner, token_network, amount, fee, status, reason, failed_hop, "
+    "secrethash, created_at, finished_at, payer"
+)
 
 
 def schema_version() -> int:
@@ -405,12 +433,13 @@ class Store:
             0, "pending", None, None, action.secrethash, now, None,
         )  # fmt: skip
 
-    def _payment_row(self, *values: Any) -> None:
+    def _payment_row(self, *values: Any, payer: bytes = b"") -> None:
         direction, payment_id, partner, network, amount, fee, status, reason, hop, sh, t, f = values
         self.conn.execute(
-            "INSERT OR IGNORE INTO payments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR IGNORE INTO payments ({_PAYMENT_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (direction, payment_id, partner, network, str(amount), str(fee), status, reason,
-             hop, sh, t, f),
+             hop, sh, t, f, payer),
         )  # fmt: skip
 
     def _project(self, effect: Effect, now: float) -> None:
@@ -443,6 +472,7 @@ class Store:
                 self._payment_row(
                     "received", effect.payment_id, effect.payer, effect.token_network,
                     effect.amount, 0, "succeeded", None, None, None, now, now,
+                    payer=effect.initiator or b"",
                 )  # fmt: skip
                 self._event("payment_received", effect, now)
             case EventMediated():

@@ -305,13 +305,13 @@ def _apply(
     match message:
         case DirectTransfer():
             step.effects.append(
-                EventPaymentReceived(network, message.payment_id, sender, message.amount)
+                EventPaymentReceived(network, message.payment_id, sender, message.amount, sender)
             )
         case TransferBatch():
             # One proof, several payments: each is received as if it had come alone.
             for entry in message.payments:
                 step.effects.append(
-                    EventPaymentReceived(network, entry.payment_id, sender, entry.amount)
+                    EventPaymentReceived(network, entry.payment_id, sender, entry.amount, sender)
                 )
         case LockedTransfer():
             if message.target == step.address:

@@ -114,8 +114,29 @@ def on_paid(step: Step, key: LockKey) -> None:
         return
     step.targets[key] = frozen.replace(record, status=TargetStatus.PAID)
     step.effects.append(
-        EventPaymentReceived(record.token_network, record.payment_id, record.payer, record.amount)
+        EventPaymentReceived(
+            record.token_network,
+            record.payment_id,
+            record.payer,
+            record.amount,
+            _initiator(step, record),
+        )
     )
+
+
+def _initiator(step: Step, record: TargetState) -> Address | None:
+    """Who started the payment, if an announcement proves it: one that carried the lock's
+    secret came from the initiator (or from whom it told). An announcement without the
+    secret proves nothing: anyone can send one naming a payment id."""
+    announcement = step.announcements.get(record.payment_id)
+    if (
+        announcement is None
+        or announcement.token_network != record.token_network
+        or announcement.secret is None
+        or secrethash_of(announcement.secret) != record.secrethash
+    ):
+        return None
+    return announcement.initiator
 
 
 def forget_if_done(step: Step, key: LockKey) -> None:

@@ -353,12 +353,19 @@ class EventDirectPaymentSent:
 
 @dataclass(frozen=True, slots=True)
 class EventPaymentReceived:
-    """As target: the payer unlocked `amount` for `payment_id` (it is ours off chain)."""
+    """As target: the payer unlocked `amount` for `payment_id` (it is ours off chain).
+
+    `payer` is the partner that paid us (the last hop); `initiator` the node that started
+    the payment when we know it: the sender of a direct transfer, or the sender of a
+    `PaymentSecret` whose secret is the lock's (only the initiator knew it). Payment ids
+    are unique per initiator only, so (initiator, payment_id) names a received payment.
+    """
 
     token_network: Address
     payment_id: PaymentId
     payer: Address
     amount: TokenAmount
+    initiator: Address | None = None
 
 
 @dataclass(frozen=True, slots=True)

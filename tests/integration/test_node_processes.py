@@ -321,6 +321,49 @@ def test_open_channel__deposit_then_partner_deposit__both_views_and_chain_agree(
     assert token_balance(env, "0x" + env.network.hex()) == 50 * ONE
 
 
+def test_payment_id__sent_and_received_from_two_payers__ambiguous_until_named(
+    line: NodeNet,
+) -> None:
+    # Payment ids are unique per payer only: A pays B with an id; B pays A with the same id
+    # directly, and C pays A with it too, through B. A names each by direction and payer.
+    net = line
+    payment_id = int.from_bytes(os.urandom(7), "big") + 1  # unused on this line so far
+
+    async def body() -> None:
+        a, b, c = [await net.client(i) for i in range(3)]
+        sent = await a.pay(net.token, net.address(1), ONE, direct=True, payment_id=payment_id)
+        assert sent["status"] == "succeeded", sent
+        for payer in (b, c):  # the same id, chosen by two other payers
+            paid = await payer.pay(
+                net.token, net.address(0), 2 * ONE, payment_id=payment_id, wait=WAIT
+            )
+            assert paid["status"] == "succeeded", paid
+
+        async def both_received() -> bool:
+            found = await a.payments(direction="received", limit=1000)
+            return len([p for p in found if p["payment_id"] == str(payment_id)]) == 2
+
+        await eventually(both_received)
+        with pytest.raises(ApiClientError) as ambiguous:
+            await a.payment(payment_id)
+        assert (ambiguous.value.code, ambiguous.value.status) == ("ambiguous", 409)
+        with pytest.raises(ApiClientError) as received_twice:
+            await a.payment(payment_id, direction="received")
+        assert received_twice.value.code == "ambiguous"
+        assert await a.payment(payment_id, direction="sent") == (
+            await a.payment(payment_id, direction="sent", partner=net.address(1))
+        )
+        from_b = await a.payment(payment_id, payer=net.address(1))
+        from_c = await a.payment(payment_id, payer=net.address(2))
+        b_address, c_address = net.address(1).lower(), net.address(2).lower()
+        assert (from_b["partner"].lower(), from_b["payer"].lower()) == (b_address, b_address)
+        # Through B, started by C: C's secret, sent ahead, tells A who started it.
+        assert (from_c["partner"].lower(), from_c["payer"].lower()) == (b_address, c_address)
+        assert int(from_b["amount"]) == int(from_c["amount"]) == 2 * ONE
+
+    drive(net, body)
+
+
 def test_pay_direct__open_channel__both_sides_record_it_and_balances_move(line: NodeNet) -> None:
     net = line
 

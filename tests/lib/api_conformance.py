@@ -45,6 +45,13 @@ class Answer:
             return code if isinstance(code, str) else None
         return None
 
+    @property
+    def message(self) -> str:
+        """The message of an error answer ("" for any other answer)."""
+        if isinstance(self.data, dict) and isinstance(self.data.get("error"), dict):
+            return str(self.data["error"].get("message", ""))
+        return ""
+
 
 class CheckedClient:
     """Requests under ``/api/v1`` whose answers must conform to ``checker``'s document."""
@@ -264,6 +271,10 @@ async def _refusals(api: CheckedClient, setup: ConformanceSetup) -> None:
         ("/events?since=-1", 400),
         ("/payments/1/wait?timeout=nan", 400),
         ("/payments/1/wait?timeout=601", 400),
+        ("/payments/1?direction=sideways", 400),
+        ("/payments/1?payer=0x1234", 400),
+        (f"/payments/1?payer={partner}&direction=sent", 400),
+        ("/payments/1/wait?partner=0x1234", 400),
     ]:
         await api.get(path, expect=status)
     await api.request("DELETE", "/channels", expect=405)
@@ -329,12 +340,21 @@ async def _payments(api: CheckedClient, setup: ConformanceSetup) -> None:
     )
     payment = started.data
     payment_id = payment["payment_id"]
-    assert started.headers["Location"] == f"/api/v1/payments/{payment_id}"
+    # The URL of a payment we sent names its direction: ids are unique per payer only, so
+    # a payment received later with the same id must not make it ambiguous.
+    location = started.headers["Location"]
+    assert location == f"/api/v1/payments/{payment_id}?direction=sent", location
     assert payment["direction"] == "sent" and payment["amount"] == "1"
-    assert payment["partner"] == partner
-    fetched = (await api.get(f"/payments/{payment_id}", expect=200)).data
-    assert fetched["payment_id"] == payment_id
-    waited = await api.get(f"/payments/{payment_id}/wait?timeout=5", expect={200, 504})
+    assert payment["partner"] == partner and payment["payer"] is None
+    followed = (await api.get(location.removeprefix("/api/v1"), expect=200)).data
+    assert followed == (await api.get(f"/payments/{payment_id}", expect=200)).data
+    assert followed["payment_id"] == payment_id
+    await api.get(f"/payments/{payment_id}?partner={partner}", expect=200)
+    await api.get(f"/payments/{payment_id}?direction=received", expect=404)
+    await api.get(f"/payments/{payment_id}?payer={partner}", expect=404)
+    waited = await api.get(
+        f"/payments/{payment_id}/wait?timeout=5&direction=sent", expect={200, 504}
+    )
     if waited.status == 200:
         assert waited.data["status"] in ("succeeded", "failed")
     listed = await api.get(
@@ -352,7 +372,7 @@ async def _payments(api: CheckedClient, setup: ConformanceSetup) -> None:
     started = await api.post(
         "/payments", {"token": token, "target": partner, "amount": "1"}, expect={200, 202}
     )
-    assert started.headers["Location"].endswith("/" + started.data["payment_id"])
+    assert started.headers["Location"].endswith(f"/{started.data['payment_id']}?direction=sent")
 
 
 async def _close_and_settle(

@@ -39,6 +39,7 @@ from offchain.node.service import (
     PendingTransfer,
     ServiceError,
     TokenInfo,
+    pick_payment,
 )
 
 SETTLE_WINDOW_MIN = 600
@@ -127,7 +128,8 @@ class MemoryNodeService:
         self._offset = 0.0
         self._channels: dict[tuple[Address, Address], list[_Channel]] = {}
         self._routes: dict[tuple[Address, Address], Route] = {}
-        self._payments: dict[int, PaymentInfo] = {}
+        self._payments: dict[int, PaymentInfo] = {}  # sent, by id (ours are unique)
+        self._received: list[PaymentInfo] = []  # ids chosen by each payer: may repeat
         self._first_hop: dict[int, tuple[_Channel, int]] = {}  # payment id: channel, locked
         self._pending: dict[int, PendingTransfer] = {}
         self._done: dict[int, asyncio.Event] = {}
@@ -159,12 +161,23 @@ class MemoryNodeService:
         channel.partner_deposit = total
         self._event("channel_deposit", channel, participant=_hex(partner), total=str(total))
 
-    def receive(self, token: Address, partner: Address, amount: int) -> PaymentInfo:
-        """The partner pays us ``amount`` directly (a received, finished payment)."""
+    def receive(
+        self,
+        token: Address,
+        partner: Address,
+        amount: int,
+        *,
+        payment_id: int | None = None,
+        payer: Address | None | bool = True,
+    ) -> PaymentInfo:
+        """The partner pays us ``amount`` (a received, finished payment): directly by
+        default (``payer`` the partner), or for ``payer`` (None: an unknown one) through
+        it; ``payment_id`` as the payer chose it (any, even one of ours), else fresh."""
         channel = self._live(token, partner)
         assert channel.partner_balance >= amount, "the partner cannot pay that much"
         channel.received += amount
-        payment_id = self._fresh_payment_id()
+        if payment_id is None:
+            payment_id = self._fresh_payment_id()
         now = self.now()
         info = PaymentInfo(
             payment_id=payment_id,
@@ -179,8 +192,9 @@ class MemoryNodeService:
             secrethash=hashlib.sha256(self._rng.randbytes(32)).digest(),
             created_at=now,
             finished_at=now,
+            payer=partner if payer is True else (payer or None),
         )
-        self._payments[payment_id] = info
+        self._received.append(info)
         self._event("payment_received", channel, payment_id=str(payment_id), amount=str(amount))
         return info
 
@@ -287,7 +301,9 @@ class MemoryNodeService:
     def _fresh_payment_id(self) -> int:
         while True:
             payment_id = self._rng.randrange(1, 2**64)
-            if payment_id not in self._payments:
+            if payment_id not in self._payments and all(
+                p.payment_id != payment_id for p in self._received
+            ):
                 return payment_id
 
     # NodeService.
@@ -542,11 +558,18 @@ class MemoryNodeService:
             ErrorCode.NO_ROUTE, f"no route to {_hex(target)} for {amount} within the fee budget"
         )
 
-    def payment(self, payment_id: int) -> PaymentInfo:
-        info = self._payments.get(payment_id)
-        if info is None:
-            raise ServiceError(ErrorCode.NOT_FOUND, f"no payment {payment_id}")
-        return info
+    def payment(
+        self,
+        payment_id: int,
+        *,
+        direction: PaymentDirection | None = None,
+        payer: Address | None = None,
+        partner: Address | None = None,
+    ) -> PaymentInfo:
+        found = [p for p in self._received if p.payment_id == payment_id]
+        if payment_id in self._payments:
+            found.append(self._payments[payment_id])
+        return pick_payment(payment_id, found, direction=direction, payer=payer, partner=partner)
 
     def payments(
         self,
@@ -558,9 +581,14 @@ class MemoryNodeService:
         limit: int = 100,
         offset: int = 0,
     ) -> list[PaymentInfo]:
+        everything = sorted(
+            [*self._payments.values(), *self._received],
+            key=lambda p: (p.created_at, p.payment_id),
+            reverse=True,
+        )
         chosen = [
             p
-            for p in reversed(self._payments.values())
+            for p in everything
             if (direction is None or p.direction is direction)
             and (status is None or p.status is status)
             and (token is None or p.token == token)
@@ -568,8 +596,16 @@ class MemoryNodeService:
         ]
         return chosen[offset : offset + limit]
 
-    async def wait_payment(self, payment_id: int, timeout: float) -> PaymentInfo:
-        info = self.payment(payment_id)
+    async def wait_payment(
+        self,
+        payment_id: int,
+        timeout: float,
+        *,
+        direction: PaymentDirection | None = None,
+        payer: Address | None = None,
+        partner: Address | None = None,
+    ) -> PaymentInfo:
+        info = self.payment(payment_id, direction=direction, payer=payer, partner=partner)
         if info.status is not PaymentStatus.PENDING:
             return info
         try:

@@ -233,8 +233,8 @@ def test_pay__answers_202_at_once_then_the_payment_finishes() -> None:
         answer = await api.post("/payments", {"token": T, "target": P, "amount": "7"}, expect=202)
         payment = answer.data
         assert payment["status"] == "pending" and payment["finished_at"] is None
-        assert answer.headers["Location"] == f"/api/v1/payments/{payment['payment_id']}"
         path = f"/payments/{payment['payment_id']}"
+        assert answer.headers["Location"] == f"/api/v1{path}?direction=sent"
         assert (await api.get(path, expect=200)).data == payment
         assert (await api.get(CHANNEL, expect=200)).data["our_locked"] == "7"
         pending = (await api.get("/pending", expect=200)).data["pending"]
@@ -263,7 +263,7 @@ def test_pay__wait_answers_200_when_finished_and_202_when_the_wait_runs_out() ->
         node.payment_delay = 0.0
         done = await api.post("/payments", {**order, "wait": 60}, expect=200)
         assert done.data["status"] == "succeeded"
-        assert done.headers["Location"].endswith("/" + done.data["payment_id"])
+        assert done.headers["Location"].endswith(f"/{done.data['payment_id']}?direction=sent")
 
     run(body, memory_service(payment_delay=None))
 
@@ -357,6 +357,52 @@ def test_payments__filters_limit_and_offset() -> None:
         assert await ids(f"?token={checksum_address(OTHER_TOKEN)}") == []
         got = (await api.get(f"/payments/{received.payment_id}", expect=200)).data
         assert got["direction"] == "received" and got["amount"] == "4" and got["fee"] == "0"
+
+    run(body)
+
+
+def test_payment__one_id_sent_and_received__ambiguous_until_named() -> None:
+    # Payment ids are chosen by each payer: the partner (then a customer paying through
+    # it) used the id of a payment we sent. A lookup by id alone that names several
+    # payments is a 409 `ambiguous`, never a guess; `direction`, `payer` and `partner`
+    # pick one, and the URL of our payment names its direction from the start.
+    far = checksum_address(FAR_TARGET)
+
+    async def body(api: CheckedClient, node: MemoryNodeService) -> None:
+        await open_channel(api, 100)
+        node.partner_deposit(TOKEN, PARTNER, 50)
+        order = {"token": T, "target": P, "amount": "5", "direct": True, "payment_id": "42"}
+        sent = await api.post("/payments", order, expect=200)
+        ours = sent.headers["Location"].removeprefix("/api/v1")
+        assert (await api.get("/payments/42", expect=200)).data == sent.data  # one: found
+        node.receive(TOKEN, PARTNER, 4, payment_id=42)
+        both = await api.get("/payments/42", expect=409)
+        assert both.code == "ambiguous" and "direction=sent or direction=received" in (both.message)
+        assert (await api.get("/payments/42/wait?timeout=0", expect=409)).code == "ambiguous"
+        assert (await api.get(ours, expect=200)).data == sent.data
+        received = (await api.get("/payments/42?direction=received", expect=200)).data
+        assert (received["direction"], received["amount"], received["payer"]) == (
+            "received",
+            "4",
+            P,
+        )
+        assert (await api.get(f"/payments/42?payer={P}", expect=200)).data == received
+        waited = await api.get("/payments/42/wait?timeout=0&direction=received", expect=200)
+        assert waited.data == received  # a received payment is finished at once
+
+        node.receive(TOKEN, PARTNER, 3, payment_id=42, payer=FAR_TARGET)  # through P
+        many = await api.get("/payments/42?direction=received", expect=409)
+        assert many.code == "ambiguous" and "payer=" in many.message
+        await api.get(f"/payments/42?direction=received&partner={P}", expect=409)
+        theirs = (await api.get(f"/payments/42?payer={far}", expect=200)).data
+        assert (theirs["amount"], theirs["partner"], theirs["payer"]) == ("3", P, far)
+        missing = await api.get(f"/payments/42?payer={checksum_address(MEDIATOR)}", expect=404)
+        assert missing.code == "not_found" and "payer=0x" in missing.message
+        assert (await api.get(f"/payments/42?direction=sent&partner={P}", expect=200)).data == (
+            sent.data
+        )
+        listed = (await api.get("/payments?direction=received", expect=200)).data["payments"]
+        assert sorted(p["amount"] for p in listed if p["payment_id"] == "42") == ["3", "4"]
 
     run(body)
 

@@ -40,8 +40,16 @@ def test_client__every_method() -> None:
                 await api.wait_payment(9, 0)
             assert (timeout.value.code, timeout.value.status) == ("timeout", 504)
             service.finish_payment(9)
-            assert (await api.wait_payment("9", 5))["status"] == "succeeded"
+            assert (await api.wait_payment("9", 5, direction="sent"))["status"] == "succeeded"
             assert (await api.payment(9))["status"] == "succeeded"
+            service.receive(TOKEN, PARTNER, 2, payment_id=9)  # the partner chose our id
+            with pytest.raises(ApiClientError) as ambiguous:
+                await api.payment(9)
+            assert (ambiguous.value.code, ambiguous.value.status) == ("ambiguous", 409)
+            assert (await api.payment(9, direction="sent"))["amount"] == "5"
+            assert (await api.payment(9, payer=P))["amount"] == "2"
+            assert (await api.payment(9, direction="received", partner=P))["amount"] == "2"
+            assert (await api.wait_payment(9, 0, payer=P))["direction"] == "received"
             assert [p["payment_id"] for p in await api.payments(direction="sent", limit=5)] == ["9"]
             events = await api.events(since=0, limit=2)
             assert len(events["events"]) == 2 and events["next_since"] == 2

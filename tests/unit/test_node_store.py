@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from offchain.node.errors import StoreError, StoreLockedError
-from offchain.node.store import Store, schema_version
+from offchain.node.store import MIGRATIONS, Store, schema_version
 from offchain.protocol import codec
 from offchain.protocol.messages import BatchEntry, PaymentId
 from offchain.protocol.node import transition
@@ -23,10 +23,12 @@ from offchain.protocol.transitions import (
     ChainChannelSettled,
     ChainDeposit,
     ChainWithdraw,
+    EventPaymentReceived,
     ReceiveMessage,
     SendMessage,
+    Tick,
 )
-from offchain.protocol.types import Generation, TokenAmount
+from offchain.protocol.types import Generation, Timestamp, TokenAmount
 from tests.lib.network import TOKEN_NETWORK, Network, secret_for
 from tests.unit.test_node_encoding import comparable
 
@@ -202,4 +204,56 @@ def test_events__chain_inputs_about_our_channel__in_the_event_log_with_the_input
     assert {data["partner"] for _, data in logged} == {"0x" + b.hex()}
     assert [data["total"] for kind, data in logged if kind == "channel_deposit"] == ["40", "10"]
     assert logged[4][1]["closer"] == "0x" + b.hex()
+    store.close()
+
+
+def test_payments__one_id_from_two_payers_through_one_partner__both_kept(tmp_path: Path) -> None:
+    # Payment ids are unique per initiator only: two customers paying through the same hub
+    # may both use id 7. The old key (direction, id, partner) kept only the first.
+    hub, alice, bob = b"\x0a" * 20, b"\x0b" * 20, b"\x0c" * 20
+    store = Store.open(tmp_path / "n.sqlite3")
+    received = [
+        EventPaymentReceived(TOKEN_NETWORK, PaymentId(7), hub, TokenAmount(3), alice),
+        EventPaymentReceived(TOKEN_NETWORK, PaymentId(7), hub, TokenAmount(4), bob),
+        EventPaymentReceived(TOKEN_NETWORK, PaymentId(7), hub, TokenAmount(5), None),
+        EventPaymentReceived(TOKEN_NETWORK, PaymentId(7), hub, TokenAmount(3), alice),  # again
+    ]
+    with store.transaction():
+        store.log(Tick(Timestamp(1)), received, 1.0)  # type: ignore[arg-type]
+    rows = store.payments("payment_id = 7")
+    assert sorted((bytes(r["payer"]), r["amount"]) for r in rows) == [
+        (b"", "5"),
+        (alice, "3"),
+        (bob, "4"),
+    ]
+    assert {bytes(r["partner"]) for r in rows} == {hub}
+    store.close()
+
+
+def test_schema__version_2_database__payments_carried_into_version_3(tmp_path: Path) -> None:
+    path = tmp_path / "n.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for version, statements in MIGRATIONS:
+        if version > 2:
+            break
+        for statement in statements:
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    rows = [
+        ("sent", 7, b"\x0a" * 20, TOKEN_NETWORK, "5", "1", "succeeded", None, None, b"\x01" * 32,
+         1.0, 2.0),
+        ("received", 7, b"\x0b" * 20, TOKEN_NETWORK, "4", "0", "succeeded", None, None, None,
+         3.0, 3.0),
+    ]  # fmt: skip
+    conn.executemany("INSERT INTO payments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.close()
+
+    store = Store.open(path)
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == schema_version() >= 3
+    found = {r["direction"]: r for r in store.payments("payment_id = 7")}
+    assert [tuple(found[d])[:12] for d in ("sent", "received")] == rows
+    assert bytes(found["sent"]["payer"]) == bytes(found["received"]["payer"]) == b""
+    query = "SELECT name FROM sqlite_master WHERE type = 'index'"
+    indexes = {name for (name,) in store.conn.execute(query)}
+    assert {"payments_by_id", "payments_by_status"} <= indexes
     store.close()

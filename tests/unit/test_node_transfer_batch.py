@@ -31,9 +31,9 @@ def test_receive_transfer_batch__valid__one_event_per_payment_and_balance_moves(
     received = codec.decode(codec.encode(message))
     effects = net.apply(b, ReceiveMessage(net.now, a, received))
     assert [e for e in effects if isinstance(e, EventPaymentReceived)] == [
-        EventPaymentReceived(TOKEN_NETWORK, 10, a, TokenAmount(5)),
-        EventPaymentReceived(TOKEN_NETWORK, 11, a, TokenAmount(7)),
-        EventPaymentReceived(TOKEN_NETWORK, 12, a, TokenAmount(11)),
+        EventPaymentReceived(TOKEN_NETWORK, 10, a, TokenAmount(5), a),
+        EventPaymentReceived(TOKEN_NETWORK, 11, a, TokenAmount(7), a),
+        EventPaymentReceived(TOKEN_NETWORK, 12, a, TokenAmount(11), a),
     ]
     assert net.balance(b, a) == 23
     # The same bytes again are a duplicate (its nonce is applied): ignored, nothing paid.

@@ -120,7 +120,8 @@ def test_pay__line_of_five__target_paid_mediators_even_no_locks_left() -> None:
     (done,) = net.events(a, EventPaymentSucceeded)
     assert done == EventPaymentSucceeded(1, e, TokenAmount(100), TokenAmount(0), secret)
     (received,) = net.events(e, EventPaymentReceived)
-    assert received == EventPaymentReceived(TOKEN_NETWORK, 1, d, TokenAmount(100))
+    # Paid by the last hop d; started by a, whose PaymentSecret carried the lock's secret.
+    assert received == EventPaymentReceived(TOKEN_NETWORK, 1, d, TokenAmount(100), a)
     for mediator in (b, c, d):
         (mediated,) = net.events(mediator, EventMediated)
         assert isinstance(mediated, EventMediated) and mediated.fee == 0
@@ -247,6 +248,9 @@ def test_pay_on_delivery__invoice_secret__initiator_learns_it() -> None:
     (done,) = net.events(a, EventPaymentSucceeded)
     assert isinstance(done, EventPaymentSucceeded) and done.secret == secret
     assert net.balance(c, net.addresses[1]) == DEPOSIT + 50
+    # Nothing told c who started it (the secret was c's own): paid by b, initiator unknown.
+    (received,) = net.events(c, EventPaymentReceived)
+    assert received == EventPaymentReceived(TOKEN_NETWORK, 1, net.addresses[1], TokenAmount(50))
 
 
 def test_target__amount_below_invoice__rejected_by_target() -> None:
@@ -267,7 +271,9 @@ def test_announce_without_secret__target_requests_it__paid() -> None:
     assert PaymentSecret in kinds
     net.run()
     assert net.events(a, EventPaymentSucceeded)
-    assert net.events(c, EventPaymentReceived)
+    (received,) = net.events(c, EventPaymentReceived)
+    # An announcement without the secret proves nobody started it: anyone may send one.
+    assert isinstance(received, EventPaymentReceived) and received.initiator is None
 
 
 def test_secret_request__wrong_amount__refused_as_invalid() -> None:
