@@ -24,7 +24,7 @@ from hashlib import sha256
 from importlib.metadata import PackageNotFoundError, version
 from typing import Final, TypeVar
 
-from mesh_relay.links import LinkAdapter
+from mesh_relay.links import Impaired, LinkAdapter
 from mesh_relay.runtime import MeshRuntime
 from mesh_relay.tcp import TcpLinks
 from mesh_relay.udp import UdpLink
@@ -728,4 +728,11 @@ def _adapters(config: NodeConfig) -> list[LinkAdapter]:
     tcp = config.tcp_settings()
     if tcp is not None:
         adapters.append(TcpLinks(tcp.listen, tcp.peers, tcp.mtu or max(config.mesh_mtu, 1200)))
+    loss, delay, jitter = (
+        config.mesh_impair_loss,
+        config.mesh_impair_delay,
+        config.mesh_impair_jitter,
+    )
+    if loss or delay or jitter:  # testing only, as the relay's --impair-* flags
+        adapters = [Impaired(a, loss, delay, jitter, seed=i) for i, a in enumerate(adapters)]
     return adapters
