@@ -114,7 +114,9 @@ class IslandError(Exception):
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     try:
-        done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=20)
+        done = subprocess.run(
+            ["ip", *args], capture_output=True, text=True, timeout=20, check=False
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise IslandError(f"ip {' '.join(args)}: {exc}") from None
     if check and done.returncode != 0:
