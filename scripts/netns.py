@@ -27,9 +27,11 @@ Two kinds, one interface (``Island``), so that the test and the demo are written
   ``cut_chain(i)`` sets the node's ``chain0`` down: its route to the chain disappears,
   new connections fail at once (``Network is unreachable``, as on a device whose radio
   dropped) and a request in flight times out. ``cut_chain(i, silent=True)`` sets the root
-  end down instead: the node's link stays up but nothing comes back, so every request
-  times out (as behind a Wi-Fi whose upstream is gone). ``restore_chain(i)`` sets both
-  ends up (addresses stay configured while a link is down).
+  end down instead: the node keeps its interface, address and route, but its frames
+  vanish, so every request times out (as behind a Wi-Fi whose upstream is gone; the node
+  holds the far end's hardware address as a permanent neighbour entry, so no failed ARP
+  gives the cut away after 3 s). ``restore_chain(i)`` sets both ends up (addresses stay
+  configured while a link is down).
 
   What a node can reach: nothing but what the island creates. Its namespace has no
   default route, only the routes of its three connected subnets: the island's LAN, the
@@ -563,6 +565,11 @@ class NetnsIsland(Island):
                 _ip("link", "set", outer, "up")
                 _ip("-n", ns, "addr", "add", f"{_slot_address(net, slot, 2)}/30", "dev", inner)
                 _ip("-n", ns, "link", "set", inner, "up")
+                # The far end's hardware address, known for good: with its end down,
+                # frames vanish (requests time out) instead of ARP failing after 3 s.
+                mac = Path(f"/sys/class/net/{outer}/address").read_text().strip()
+                _ip("-n", ns, "neigh", "replace", _slot_address(net, slot, 1), "lladdr", mac,
+                    "dev", inner, "nud", "permanent")  # fmt: skip
 
     def _chain_links(self, index: int) -> tuple[str, str]:
         return f"{PREFIX}{self._slots[index]}c", "chain0"
