@@ -728,11 +728,8 @@ def _adapters(config: NodeConfig) -> list[LinkAdapter]:
     tcp = config.tcp_settings()
     if tcp is not None:
         adapters.append(TcpLinks(tcp.listen, tcp.peers, tcp.mtu or max(config.mesh_mtu, 1200)))
-    loss, delay, jitter = (
-        config.mesh_impair_loss,
-        config.mesh_impair_delay,
-        config.mesh_impair_jitter,
-    )
-    if loss or delay or jitter:  # testing only, as the relay's --impair-* flags
-        adapters = [Impaired(a, loss, delay, jitter, seed=i) for i, a in enumerate(adapters)]
+    impair = (config.mesh_impair_loss, config.mesh_impair_delay, config.mesh_impair_jitter)
+    if any(impair):  # testing only, as the relay's --impair-* flags
+        log.warning("mesh links impaired (testing only): loss %g, delay %g s, jitter %g s", *impair)
+        adapters = [Impaired(a, *impair, seed=i) for i, a in enumerate(adapters)]
     return adapters

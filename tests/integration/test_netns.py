@@ -8,6 +8,11 @@ Namespaces need root and ``ip netns``; that case is skipped, with the reason, el
 The namespaces and links the test made are gone afterwards (asserted). The loopback case
 runs everywhere: its cut closes (or silences) the node's own forwarder to anvil.
 
+Also here, without anvil: what each kind of cut does to a connection (refused or
+unreachable at once, or silence), and that an island leaves nothing behind: not when the
+code inside it fails, not when a run died without cleaning up (the next one removes its
+namespaces, and never those of a live run).
+
 In namespaces, A's chain is cut silently (the far end of its uplink goes down: its
 requests time out) and B's at once (its own uplink goes down: network unreachable), so
 both ways the field fails are seen by a real node.
@@ -16,8 +21,12 @@ both ways the field fails are seen by a real node.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import subprocess
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -26,15 +35,26 @@ import pytest
 
 from offchain.api.client import ApiClient
 from tests.lib.chain_env import ONE
-from tests.lib.netns import Island, Kind, NetnsIsland, island_net, leftovers, unavailable_reason
+from tests.lib.netns import (
+    Island,
+    IslandError,
+    Kind,
+    NetnsIsland,
+    cleanup_stale,
+    island,
+    island_net,
+    leftovers,
+    unavailable_reason,
+)
 from tests.lib.node_net import NodeNet, until_async
-
-pytestmark = pytest.mark.anvil
 
 T = TypeVar("T")
 
 FEE = 10**15
 """B's flat fee per payment it forwards."""
+FEE_AT_B = {1: {"protocol": {"fee_flat": FEE}}}
+LOSSY = {"mesh": {"impair_loss": 0.1}}
+"""Every node loses 10% of its outgoing mesh frames (the mesh retransmits)."""
 DEPOSIT = 100 * ONE
 WAIT = 30.0
 """Seconds a mesh or chain step may take (payments take milliseconds)."""
@@ -101,11 +121,12 @@ def check_isolation(isle: NetnsIsland, anvil_url: str) -> None:
     assert isle.reaches(0, str(other.hostname), int(other.port or 0)) == "ENETUNREACH"
 
 
+@pytest.mark.anvil
 def test_island__chain_cut_for_two_nodes__payments_go_on_over_the_mesh(
     tmp_path: Path, kind: Kind
 ) -> None:
     made: list[str] = []
-    with island_net(tmp_path, 3, kind, node_settings={1: {"protocol": {"fee_flat": FEE}}}) as (
+    with island_net(tmp_path, 3, kind, settings=LOSSY, node_settings=FEE_AT_B) as (
         net,
         isle,
     ):
@@ -175,3 +196,112 @@ async def _blind_any_change(net: NodeNet, client: ApiClient) -> bool:
     net.env.mine()
     await asyncio.sleep(1.0)
     return bool((await client.status())["latest_block"] != first)
+
+
+# -- the harness itself -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def echo() -> Iterator[str]:
+    """A TCP echo server on loopback standing in for anvil; its URL."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=_echo, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
+
+
+def _echo(conn: socket.socket) -> None:
+    with conn:
+        while data := conn.recv(4096):
+            conn.sendall(data)
+
+
+def chain_path(isle: Island, index: int, timeout: float = 3.0) -> str:
+    """What node ``index`` gets when it dials its chain URL: ``connected`` (and, on
+    loopback, its bytes echoed through the forwarder), an errno name, or TimeoutError."""
+    url = urlsplit(isle.places[index].rpc_url)
+    host, port = str(url.hostname), int(url.port or 0)
+    if isinstance(isle, NetnsIsland):
+        return isle.reaches(index, host, port, timeout)
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as conn:
+            conn.sendall(b"ping")
+            return "connected" if conn.recv(4) == b"ping" else "closed"
+    except TimeoutError:
+        return "TimeoutError"
+    except OSError as exc:
+        return os.strerror(exc.errno or 0) if exc.errno else type(exc).__name__
+
+
+def test_cut_chain__each_kind_of_cut__fails_as_in_the_field_then_restores(
+    echo: str, kind: Kind
+) -> None:
+    with island(2, echo, kind) as isle:
+        assert isle.kind == kind
+        assert [chain_path(isle, i) for i in range(2)] == ["connected", "connected"]
+
+        isle.cut_chain(0)
+        at_once = "ENETUNREACH" if kind == "netns" else os.strerror(111)  # refused
+        assert chain_path(isle, 0) == at_once
+        assert isle.chain_cut(0) and not isle.chain_cut(1)
+        assert chain_path(isle, 1) == "connected"  # only node 0 is cut
+
+        isle.cut_chain(0, silent=True)
+        assert chain_path(isle, 0, timeout=1.0) == "TimeoutError"
+
+        isle.restore_chain(0)
+        assert not isle.chain_cut(0)
+        assert chain_path(isle, 0) == "connected"
+
+
+@pytest.mark.netns
+def test_island__code_inside_fails__nothing_left_behind(echo: str) -> None:
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"network namespaces unavailable: {reason}")
+    made: list[str] = []
+    with pytest.raises(RuntimeError, match="inside"), island(2, echo, "netns") as isle:
+        assert isinstance(isle, NetnsIsland)
+        made = list(isle.created)
+        isle.cut_chain(1, silent=True)
+        raise RuntimeError("a failure inside the island")
+    assert len(made) == 1 + 2 * 3  # the LAN's namespace; per node one and two uplinks
+    assert not set(made) & set(leftovers())
+    with pytest.raises(IslandError, match="1 to 250"):
+        island(0, echo, "netns")
+
+
+@pytest.mark.netns
+def test_cleanup_stale__a_dead_runs_namespace__removed_a_live_runs_kept(echo: str) -> None:
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"network namespaces unavailable: {reason}")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = f"smx-{dead.pid}-0-n0"
+    subprocess.run(["ip", "netns", "add", stale], check=True)
+    try:
+        with island(1, echo, "netns") as isle:  # cleans up on its way in
+            assert isinstance(isle, NetnsIsland)
+            assert stale not in leftovers()
+            assert isle.namespaces[0] in leftovers()
+            assert cleanup_stale() == []  # our own run is alive: kept
+            assert chain_path(isle, 0) == "connected"
+    finally:
+        subprocess.run(["ip", "netns", "del", stale], check=False, capture_output=True)
