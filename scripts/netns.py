@@ -57,7 +57,7 @@ Two kinds, one interface (``Island``), so that the test and the demo are written
   ``silent=True`` keeps it listening but it answers nothing and forwards nothing, in
   either direction (requests time out). The mesh and the API are untouched.
 
-Also here: ``island()`` (a context manager that picks the kind), ``Island.node`` (a
+Also here: ``island()`` (builds the kind asked for, or the best available), ``Island.node`` (a
 ``scripts.nodes.NodeProcess`` placed on the island), and ``TcpForwarder``.
 
 Does not belong here: what the nodes do (the callers, through the API), mesh loss (the
@@ -209,6 +209,8 @@ class _LoopThread:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(20)
 
     def close(self) -> None:
+        if self.loop.is_closed():
+            return
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
@@ -435,8 +437,10 @@ class LoopbackIsland(Island):
             raise
 
     def _cut_chain(self, index: int, silent: bool) -> None:
-        forwarder = self._forwarders[index]
-        forwarder.blackhole() if silent else forwarder.refuse()
+        if silent:
+            self._forwarders[index].blackhole()
+        else:
+            self._forwarders[index].refuse()
 
     def _restore_chain(self, index: int, silent: bool) -> None:
         self._forwarders[index].refuse()  # drops what a blackhole held
