@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from offchain.api.client import ApiClient
+from scripts import netns as netns_module
 from tests.lib.chain_env import ONE
 from tests.lib.netns import (
     Island,
@@ -305,3 +306,14 @@ def test_cleanup_stale__a_dead_runs_namespace__removed_a_live_runs_kept(echo: st
             assert chain_path(isle, 0) == "connected"
     finally:
         subprocess.run(["ip", "netns", "del", stale], check=False, capture_output=True)
+
+
+def test_island_auto__namespaces_unavailable__falls_back_to_loopback(
+    echo: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(netns_module, "unavailable_reason", lambda: "network namespaces need root")
+    with island(1, echo) as isle:
+        assert isle.kind == "loopback"
+        assert chain_path(isle, 0) == "connected"
+    with pytest.raises(IslandError, match="need root"):
+        island(1, echo, "netns")
