@@ -1,10 +1,17 @@
-"""Run real `smartmesh node` processes on loopback: for the demo, the benches and the tests.
+"""Run real `smartmesh node` processes: for the demo, the benches and the tests.
 
 Belongs here: ``NodeProcess`` — one node's folder (keystore with its key, password file,
 ``node.toml``), its process started the way an operator starts it (``smartmesh node
 --config node.toml``), the JSON "ready" line it prints, and stopping it gently (SIGTERM)
-or not (SIGKILL, as ``kill -9``). Mesh links are TCP on loopback (each node listens and
-dials the peers it is given); UDP discovery is off so that runs are repeatable.
+or not (SIGKILL, as ``kill -9``). Mesh links are TCP (each node listens and dials the
+peers it is given), on loopback unless told otherwise; UDP discovery is off so that runs
+are repeatable.
+
+Off loopback (the island of ``scripts.netns``): the process runs in a network namespace
+(``ip netns exec NAME``), its mesh link listens on ``mesh_host`` and dials peers given as
+``"HOST:PORT"``, and its API listens on ``api_host``; an API off loopback requires a
+bearer token (``api_token``, made up here if not given, written to a 0600 file), which
+``client()`` sends.
 
 Does not belong here: what the nodes are asked to do (the callers, through the API).
 """
@@ -13,16 +20,19 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import select
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from offchain.api.client import ApiClient
 from offchain.node import keystore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,12 +54,20 @@ class NodeProcess:
     directory: Path
     rpc_url: str
     deployment: Path
-    peers: list[int] = field(default_factory=list)
+    peers: Sequence[int | str] = field(default_factory=list)
+    """Mesh peers to dial: a port on loopback, or ``"HOST:PORT"``."""
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     api_port: int = field(default_factory=free_port)
     tcp_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     ready: dict[str, Any] = field(default_factory=dict)
+    netns: str | None = None
+    """Network namespace to run the process in (``None``: the caller's)."""
+    mesh_host: str = "127.0.0.1"
+    """Address the mesh link listens on (``tcp_port``)."""
+    api_host: str = "127.0.0.1"
+    api_token: str | None = None
+    """Bearer token of the API; made up when ``api_host`` is not loopback."""
 
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -58,6 +76,12 @@ class NodeProcess:
             keystore.import_key(store, self.key, PASSWORD, light=True)
         (self.directory / "password").write_text(PASSWORD)
         (self.directory / "password").chmod(0o600)
+        if self.api_token is None and self.api_host not in ("127.0.0.1", "localhost", "::1"):
+            self.api_token = secrets.token_urlsafe(24)
+        if self.api_token is not None:
+            token_file = self.directory / "api-token"
+            token_file.touch(0o600)
+            token_file.write_text(self.api_token + "\n")
 
     @property
     def address(self) -> str:
@@ -65,7 +89,12 @@ class NodeProcess:
 
     @property
     def api(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        host = f"[{self.api_host}]" if ":" in self.api_host else self.api_host
+        return f"http://{host}:{self.api_port}"
+
+    def client(self) -> ApiClient:
+        """An API client of this node, with its token (use it as ``async with``)."""
+        return ApiClient(self.api, self.api_token)
 
     @property
     def log_path(self) -> Path:
@@ -83,14 +112,18 @@ class NodeProcess:
                 "deployment": str(self.deployment),
                 "poll_interval": 0.2,
             },
-            "api": {"host": "127.0.0.1", "port": self.api_port},
+            "api": {"host": self.api_host, "port": self.api_port},
             "mesh": {
                 "udp": False,
-                "tcp_listen": f"127.0.0.1:{self.tcp_port}",
-                "peers": [f"127.0.0.1:{port}" for port in self.peers],
+                "tcp_listen": f"{self.mesh_host}:{self.tcp_port}",
+                "peers": [
+                    peer if isinstance(peer, str) else f"127.0.0.1:{peer}" for peer in self.peers
+                ],
             },
             "protocol": {"settle_window": 3_600},
         }
+        if self.api_token is not None:
+            tables["api"]["token_file"] = str(self.directory / "api-token")
         for table, values in self.settings.items():
             tables.setdefault(table, {}).update(values)
         lines = []
@@ -109,8 +142,13 @@ class NodeProcess:
         environ.pop("SMARTMESH_FAILPOINT", None)
         environ.update(env or {})
         log = self.log_path.open("ab")
+        command = [sys.executable, "-m", "offchain.cli", "node", "--config", str(config)]
+        if self.netns is not None:
+            # `ip netns exec` execs the command: the process keeps its pid, so signals
+            # reach the node itself.
+            command = ["ip", "netns", "exec", self.netns, *command]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "offchain.cli", "node", "--config", str(config)],
+            command,
             stdout=subprocess.PIPE,
             stderr=log,
             cwd=ROOT,

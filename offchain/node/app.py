@@ -24,7 +24,7 @@ from hashlib import sha256
 from importlib.metadata import PackageNotFoundError, version
 from typing import Final, TypeVar
 
-from mesh_relay.links import LinkAdapter
+from mesh_relay.links import Impaired, LinkAdapter
 from mesh_relay.runtime import MeshRuntime
 from mesh_relay.tcp import TcpLinks
 from mesh_relay.udp import UdpLink
@@ -770,4 +770,8 @@ def _adapters(config: NodeConfig) -> list[LinkAdapter]:
     tcp = config.tcp_settings()
     if tcp is not None:
         adapters.append(TcpLinks(tcp.listen, tcp.peers, tcp.mtu or max(config.mesh_mtu, 1200)))
+    impair = (config.mesh_impair_loss, config.mesh_impair_delay, config.mesh_impair_jitter)
+    if any(impair):  # testing only, as the relay's --impair-* flags
+        log.warning("mesh links impaired (testing only): loss %g, delay %g s, jitter %g s", *impair)
+        adapters = [Impaired(a, *impair, seed=i) for i, a in enumerate(adapters)]
     return adapters

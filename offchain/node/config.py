@@ -161,6 +161,30 @@ class _Float(_Kind):
         return repr(float(value))
 
 
+class _Bounded(_Kind):
+    """A number within ``lo`` (included) and ``hi`` (excluded)."""
+
+    def __init__(self, lo: float, hi: float, metavar: str) -> None:
+        self.lo, self.hi, self.metavar = lo, hi, metavar
+
+    def from_toml(self, value: object, base: Path) -> float:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise _Bad(f"expected a number, got {value!r}")
+        if not (math.isfinite(value) and self.lo <= value < self.hi):
+            raise _Bad(f"{value} is not within [{self.lo:g}, {self.hi:g})")
+        return float(value)
+
+    def from_text(self, text: str, base: Path) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise _Bad(f"expected a number, got {text!r}") from None
+        return self.from_toml(value, base)
+
+    def render(self, value: Any) -> str:
+        return repr(float(value))
+
+
 class _Bool(_Kind):
     metavar = "BOOL"
     _TEXT: Final = {
@@ -576,6 +600,29 @@ class NodeConfig:
         default=1.0,
         metadata=_meta(
             "mesh", "seconds between two writes of the mesh's message store", _Float(0.0)
+        ),
+    )
+    # Testing only: loss and delay on links where the kernel has no `tc netem`.
+    mesh_impair_loss: float = field(
+        default=0.0,
+        metadata=_meta(
+            "mesh",
+            "testing only: share of outgoing mesh frames to drop (as a lossy radio would)",
+            _Bounded(0.0, 1.0, "SHARE"),
+        ),
+    )
+    mesh_impair_delay: float = field(
+        default=0.0,
+        metadata=_meta(
+            "mesh", "testing only: seconds to delay each outgoing mesh frame", _Bounded(0, 60, "S")
+        ),
+    )
+    mesh_impair_jitter: float = field(
+        default=0.0,
+        metadata=_meta(
+            "mesh",
+            "testing only: up to this many more seconds of random delay (frames reorder)",
+            _Bounded(0, 60, "S"),
         ),
     )
     # [protocol]

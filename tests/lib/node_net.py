@@ -45,7 +45,7 @@ class NodeNet:
         node = self.nodes[index]
         client = self.clients.get(node.api)
         if client is None:
-            client = await ApiClient(node.api).__aenter__()
+            client = await node.client().__aenter__()
             self.clients[node.api] = client
         return client
 

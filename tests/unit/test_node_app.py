@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mesh_relay.links import Impaired
+from mesh_relay.tcp import TcpLinks
+from mesh_relay.udp import UdpLink
 from offchain.chain.manifest import Deployment
 from offchain.node.app import Node
 from offchain.node.config import NodeConfig
@@ -30,3 +33,34 @@ def test_settings_reach_the_parts(tmp_path: Path) -> None:
         assert node.store.path == config.database_path
     finally:
         node.store.close()
+
+
+def test_mesh_impairment_reaches_every_link(tmp_path: Path) -> None:
+    # Testing only (benches and the island test use it where the kernel has no netem).
+    config = NodeConfig(
+        data_dir=tmp_path,
+        mesh_broadcast=False,
+        mesh_beacons=(("127.0.0.1", 7777),),
+        mesh_tcp_listen=("127.0.0.1", 0),
+        mesh_impair_loss=0.1,
+        mesh_impair_delay=0.02,
+        mesh_impair_jitter=0.01,
+    )
+    node = Node(config, make_key(1), DEPLOYMENT)
+    try:
+        adapters = node.mesh.adapters
+        assert [type(a) for a in adapters] == [Impaired, Impaired]
+        assert [type(a.inner) for a in adapters if isinstance(a, Impaired)] == [UdpLink, TcpLinks]
+        for adapter in adapters:
+            impaired = adapter.describe()["impaired"]
+            assert impaired == {"loss": 0.1, "delay": 0.02, "jitter": 0.01}
+    finally:
+        node.store.close()
+    plain_config = NodeConfig(
+        data_dir=tmp_path / "plain", mesh_udp=False, mesh_tcp_listen=("127.0.0.1", 0)
+    )
+    plain = Node(plain_config, make_key(2), DEPLOYMENT)
+    try:
+        assert [type(a) for a in plain.mesh.adapters] == [TcpLinks]
+    finally:
+        plain.store.close()
