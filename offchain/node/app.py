@@ -94,6 +94,8 @@ GRAPH_DEBOUNCE: Final = 0.2
 ANNOUNCE_INTERVAL_MS: Final = 250
 CHAIN_WAIT: Final = 120.0
 COOPERATION_WINDOW: Final = 600  # seconds a withdraw or coop-settle signature stays valid
+CHAIN_RETRY_MAX: Final = 10.0
+"""Seconds between two polls of an endpoint that does not answer, at most."""
 OFFLINE_WINDOW: Final = "offline_window"
 """The ``reason`` of a received payment that came outside the offline safety window."""
 
@@ -157,6 +159,8 @@ class Node:
                 confirmations=confirmations,
                 max_range=config.log_range,
                 poll_interval=config.poll_interval,
+                # The chain coming back must be noticed soon: deferred submissions wait.
+                retry_max=max(config.poll_interval, CHAIN_RETRY_MAX),
             ),
         )
         self.sender = TxSender(
