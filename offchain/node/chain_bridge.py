@@ -101,6 +101,7 @@ class ChainBridge:
         self._work: dict[WorkKey, ContractSend] = {}
         """The schedule: effects not yet confirmed nor found unnecessary."""
         self._in_flight: set[WorkKey] = set()
+        self._confirming: set[asyncio.Task[None]] = set()
         self._retries: dict[WorkKey, int] = {}
         self._wake = asyncio.Event()
         self.halted: str | None = None
@@ -141,6 +142,7 @@ class ChainBridge:
 
     async def stop(self) -> None:
         self._stop.set()
+        self._tasks += list(self._confirming)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -272,7 +274,9 @@ class ChainBridge:
             if known.status is IntentStatus.QUEUED:
                 return False  # the endpoint went away while signing: keep the order
         self._in_flight.add(key)
-        asyncio.get_running_loop().create_task(self._confirm(key, effect, intent_key))
+        task = asyncio.get_running_loop().create_task(self._confirm(key, effect, intent_key))
+        self._confirming.add(task)
+        task.add_done_callback(self._confirming.discard)
         return True
 
     async def _confirm(self, key: WorkKey, effect: ContractSend, intent_key: str) -> None:

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from offchain.chain.sync import ChainFollower, Liveness, assess
+from offchain.chain.sync import ChainFollower, ChainStatus, Liveness, assess
 from offchain.node.chain_bridge import ChainBridge
 from offchain.node.runtime import NodeRuntime
 from offchain.node.service import Coverage, PaymentRisk
@@ -84,6 +84,7 @@ class OfflineMonitor:
         warn_lead: float,
         clock: Callable[[], float] = time.time,
         interval: float = INTERVAL,
+        status: Callable[[], ChainStatus] | None = None,
     ) -> None:
         self.runtime = runtime
         self.follower = follower
@@ -93,6 +94,8 @@ class OfflineMonitor:
         self.warn_lead = warn_lead
         self.clock = clock
         self.interval = interval
+        self.chain_status: Callable[[], ChainStatus] = status or (lambda: follower.status)
+        """The follower's status (a test may give its own)."""
         self._delegates: dict[ChannelKey, DelegateView] = {}
         self._warned: set[tuple[object, ...]] = set()
         self._submitting: asyncio.Future[list[Effect]] | None = None
@@ -128,9 +131,7 @@ class OfflineMonitor:
     # -- what the node sees -----------------------------------------------------------------
 
     def liveness(self, now: float | None = None) -> Liveness:
-        return assess(
-            self.follower.status, self.clock() if now is None else now, self.max_block_age
-        )
+        return assess(self.chain_status(), self.clock() if now is None else now, self.max_block_age)
 
     @property
     def reachable(self) -> bool:
@@ -143,7 +144,7 @@ class OfflineMonitor:
 
     def view_time(self) -> Timestamp | None:
         """Chain time up to which every log of ours is applied, as best known."""
-        seen = self.follower.status.view_time
+        seen = self.chain_status().view_time
         if seen is not None:
             return seen
         if self.runtime.state.view_time is not None:
@@ -177,7 +178,7 @@ class OfflineMonitor:
     def check(self, now: float | None = None) -> None:
         """Judge liveness, update the core's view, write the warnings that are due."""
         now = self.clock() if now is None else now
-        status = self.follower.status
+        status = self.chain_status()
         if status.latest_block is None and status.error is None:
             return  # the first poll has not ended: nothing known yet
         liveness = self.liveness(now)
@@ -243,7 +244,7 @@ class OfflineMonitor:
 
     def _persist(self, now: float) -> None:
         self._persisted_at = now
-        view = self.follower.status.view_time
+        view = self.chain_status().view_time
         with self.store.transaction():
             if self._last_seen is not None:
                 self.store.set_meta(META_LAST_SEEN, repr(self._last_seen))
@@ -346,7 +347,7 @@ class OfflineMonitor:
         seen_since = bool(self._reachable) or (
             self._last_seen is not None and self._last_seen >= received_at
         )
-        if seen_since and self.follower.status.synced and not waiting and within_window:
+        if seen_since and self.chain_status().synced and not waiting and within_window:
             return None
         pending = []
         if waiting:
