@@ -245,7 +245,7 @@ class ChainBridge:
             try:
                 needed = await self._needed(effect)
             except ChainUnavailable as exc:
-                log.info("deferred submissions wait for the chain: %s", exc)
+                log.debug("deferred submissions wait for the chain: %s", exc)
                 return False
             except ChainError as exc:  # e.g. an unlock before the settle is seen
                 log.info("%s not possible yet: %s", what, exc)
