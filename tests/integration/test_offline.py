@@ -3,9 +3,9 @@
 A line A-B-C of ``smartmesh node`` processes, each reaching anvil through a JSON-RPC proxy
 of its own (``tests/lib/rpc_proxy.py``) that the test stops to cut the node off the chain.
 The settle window is the token network's minimum (3600 s), so to see the window close in
-seconds B and C take value only while ``offline_min_lead`` = 3540 s is left before their
-deadlines: their window stays open 25 s after their view of the chain (W - clock_tolerance
-- submit_margin - offline_min_lead = 3600 - 5 - 30 - 3540). A sets its locks' expiry at
+seconds B and C take value only while ``offline_min_lead`` = 3535 s is left before their
+deadlines: their window stays open 30 s after their view of the chain (W - clock_tolerance
+- submit_margin - offline_min_lead = 3600 - 5 - 30 - 3535). A sets its locks' expiry at
 3590 s so that the lock's own deadline is not what closes the window.
 
 And the schedule on its own, in-process, on anvil: deferred transactions go out in
@@ -49,7 +49,7 @@ from tests.lib.rpc_proxy import RpcProxy
 pytestmark = pytest.mark.anvil
 
 DEPOSIT = 50 * ONE
-WINDOW = 25
+WINDOW = 30
 """Seconds B's and C's window stays open after their view of the chain."""
 SETTLE_WINDOW = 3_600
 MIN_LEAD = SETTLE_WINDOW - 5 - 30 - WINDOW
