@@ -1,7 +1,7 @@
 """The `smartmesh` commands that drive a running node through its HTTP API.
 
-Belongs here: `status`, `channel open|deposit|withdraw|close|settle|list`, `pay` and
-`payments`: their arguments, one ``ApiClient`` call each, and how the answers are printed
+Belongs here: `status`, `deadlines`, `channel open|deposit|withdraw|close|settle|list`,
+`pay` and `payments`: their arguments, one ``ApiClient`` call each, and how the answers are printed
 (short lines for people, ``--json`` for programs). While a request waits for the chain
 (or for a payment to finish), a progress line with the seconds elapsed goes to stderr: a
 spinner on a terminal, a plain line every few seconds otherwise. Every failure prints
@@ -141,8 +141,40 @@ async def _progress(what: str, stream: TextIO | None = None) -> AsyncIterator[No
 # Commands.
 
 
+def _when(value: object, now: float) -> object:
+    """A Unix time for people: UTC, and how far from now."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return value
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(value))
+    delta = value - now
+    return f"{stamp} ({'in ' if delta >= 0 else ''}{abs(delta):.0f} s{' ago' if delta < 0 else ''})"
+
+
 async def _status(api: ApiClient, args: argparse.Namespace) -> int:
-    _show(args, await api.status())
+    status = await api.status()
+    if not args.json:
+        now = time.time()
+        status = {
+            **status,
+            "blind_since": _when(status.get("blind_since"), now),
+            "blind_for_s": None
+            if status.get("blind_for_s") is None
+            else round(float(status["blind_for_s"])),
+            "next_deadline": _when(status.get("next_deadline"), now),
+        }
+    _show(args, status)
+    return 0
+
+
+async def _deadlines(api: ApiClient, args: argparse.Namespace) -> int:
+    deadlines = await api.deadlines()
+    if args.json:
+        _print_json(deadlines)
+        return 0
+    now = time.time()
+    rows = [{**d, "deadline": _when(d["deadline"], now)} for d in deadlines]
+    columns = ("what", "partner", "deadline", "covered_by", "pending", "amount")
+    _print_table(rows, columns, "no deadlines")
     return 0
 
 
@@ -269,6 +301,13 @@ def add_commands(commands: Any) -> None:
     """Add the API commands to ``smartmesh``'s subcommands (an argparse subparsers object)."""
     options = _api_options()
     _command(commands, "status", _status, "show the node's status", options)
+    _command(
+        commands,
+        "deadlines",
+        _deadlines,
+        "what the node must get on chain, and by when (docs/offline.md)",
+        options,
+    )
 
     channel = commands.add_parser("channel", help="open, fund, close and list channels")
     actions = channel.add_subparsers(dest="channel_command", required=True)

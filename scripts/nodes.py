@@ -111,6 +111,11 @@ class NodeProcess:
                 "rpc_url": self.rpc_url,
                 "deployment": str(self.deployment),
                 "poll_interval": 0.2,
+                # anvil mines only on transactions: an idle test chain has old blocks, which
+                # a node counts as a stale endpoint after chain_max_block_age (120 s by
+                # default) and goes blind. Here blindness comes from a dead endpoint only
+                # (tests cut it with a proxy); docs/offline.md §1.
+                "chain_max_block_age": 86_400,
             },
             "api": {"host": self.api_host, "port": self.api_port},
             "mesh": {

@@ -283,6 +283,12 @@ async def list_pending(request: web.Request) -> web.Response:
     return _json({"pending": [convert.pending_json(p) for p in pending]})
 
 
+async def list_deadlines(request: web.Request) -> web.Response:
+    _no_query(request)
+    deadlines = _service(request).deadlines()
+    return _json({"deadlines": [convert.deadline_json(d) for d in deadlines]})
+
+
 async def list_events(request: web.Request) -> web.Response:
     query = schemas.parse_query(schemas.EventsQuery, request.query)
     events = _service(request).events(since=query.since, limit=query.limit)
@@ -306,6 +312,7 @@ ROUTES: Final[tuple[tuple[str, str, Callable[[web.Request], Awaitable[web.Respon
     ("GET", "/payments/{payment_id}", get_payment),
     ("GET", "/payments/{payment_id}/wait", wait_payment),
     ("GET", "/pending", list_pending),
+    ("GET", "/deadlines", list_deadlines),
     ("GET", "/events", list_events),
 )
 """Every operation: method, path under ``/api/v1`` (as in the document), handler."""

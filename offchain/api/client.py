@@ -228,6 +228,9 @@ class ApiClient:
     async def events(self, since: int = 0, limit: int = 100) -> dict[str, Any]:
         return await self._get("/events", since=since, limit=limit)
 
+    async def deadlines(self) -> list[dict[str, Any]]:
+        return list((await self._get("/deadlines"))["deadlines"])
+
 
 def _object(data: object) -> dict[str, Any]:
     if not isinstance(data, dict):

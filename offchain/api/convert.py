@@ -19,9 +19,11 @@ from typing import Final
 
 from offchain.node.service import (
     ChannelInfo,
+    DeadlineInfo,
     NodeEvent,
     NodeStatus,
     PaymentInfo,
+    PaymentRisk,
     PendingTransfer,
     TokenInfo,
 )
@@ -108,6 +110,10 @@ def status_json(status: NodeStatus) -> dict[str, object]:
         "blind_since": status.blind_since,
         "peers": status.peers,
         "version": status.version,
+        "blind_for_s": status.blind_for_s,
+        "view_time": status.view_time,
+        "next_deadline": status.next_deadline,
+        "next_deadline_what": status.next_deadline_what,
     }
 
 
@@ -157,6 +163,35 @@ def payment_json(payment: PaymentInfo) -> dict[str, object]:
         "created_at": payment.created_at,
         "finished_at": payment.finished_at,
         "payer": _optional_address(payment.payer),
+        "risk": None if payment.risk is None else risk_json(payment.risk),
+    }
+
+
+def risk_json(risk: PaymentRisk) -> dict[str, object]:
+    return {
+        "nonce": str(risk.nonce),
+        "deadline": risk.deadline,
+        "chain_deadline": risk.chain_deadline,
+        "covered_by": risk.covered_by.value,
+        "delegate": _optional_address(risk.delegate),
+        "within_window": risk.within_window,
+    }
+
+
+def deadline_json(item: DeadlineInfo) -> dict[str, object]:
+    return {
+        "what": item.what,
+        "token": checksum_address(item.token),
+        "partner": _optional_address(item.partner),
+        "deadline": item.deadline,
+        "chain_deadline": item.chain_deadline,
+        "covered_by": item.covered_by.value,
+        "delegate": _optional_address(item.delegate),
+        "nonce": str(item.nonce),
+        "amount": str(item.amount),
+        "secrethash": None if item.secrethash is None else hex0x(item.secrethash),
+        "pending": item.pending,
+        "text": item.text,
     }
 
 

@@ -315,6 +315,19 @@ def _paths() -> dict[str, object]:
                 tag="payments",
             )
         },
+        "/deadlines": {
+            "get": _operation(
+                "listDeadlines",
+                "What the node must get on chain, and by when",
+                {"200": _ok("Deadlines, earliest first (none last).", "DeadlineList")},
+                description="The offline safety window (docs/offline.md): per channel whose "
+                "partner's proof holds value, the update horizon (computed from now while the "
+                "chain is seen); per lock whose secret we know and that is not unlocked, its "
+                "registration deadline; every transaction not confirmed yet. Each names who "
+                "covers it.",
+                tag="node",
+            )
+        },
         "/events": {
             "get": _operation(
                 "listEvents",

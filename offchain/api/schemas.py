@@ -29,6 +29,7 @@ from offchain.api import convert
 from offchain.api.errors import invalid
 from offchain.node.service import (
     ChannelStatus,
+    Coverage,
     ErrorCode,
     PaymentDirection,
     PaymentStatus,
@@ -465,7 +466,31 @@ SCALARS: Final[dict[str, dict[str, object]]] = {
         "pattern": "^0x[0-9a-fA-F]{64}$",
         "description": "32 bytes as 0x and 64 hex digits.",
     },
+    "Nonce": {
+        "type": "string",
+        "pattern": "^(0|[1-9][0-9]*)$",
+        "maxLength": len(str(convert.UINT64_MAX)),
+        "description": "A balance proof's nonce, an unsigned 64-bit integer as a decimal "
+        "string (0: no proof).",
+    },
 }
+
+_COVERAGE: Final = {
+    "type": "string",
+    "enum": [c.value for c in Coverage],
+    "description": "Who puts it on chain in time: `self` (this node must reach the chain, "
+    "or hand the proofs to a delegate, before the deadline) or `delegate` (a delegate that "
+    "holds our latest proof and sees the chain).",
+}
+_DEADLINE_WHAT: Final = [
+    "update_horizon",
+    "register_secret",
+    "update",
+    "unlock",
+    "close",
+    "withdraw",
+    "cooperative_settle",
+]
 
 RESPONSES: Final[dict[str, dict[str, object]]] = {
     "Status": _closed(
@@ -482,8 +507,34 @@ RESPONSES: Final[dict[str, dict[str, object]]] = {
             "blind_since": _nullable(_UNIX_TIME),
             "peers": {**_COUNT, "description": "Mesh neighbours with a link up."},
             "version": {"type": "string"},
+            "blind_for_s": _nullable(
+                {
+                    "type": "number",
+                    "minimum": 0,
+                    "description": "Seconds since the chain was last seen (null: it is seen).",
+                }
+            ),
+            "view_time": _nullable(
+                {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Chain time (block timestamp) up to which every log of "
+                    "the node's contracts is applied.",
+                }
+            ),
+            "next_deadline": _nullable(
+                {
+                    **_UNIX_TIME,
+                    "description": "Unix time (device clock) of the earliest deadline that "
+                    "matters now (see `GET /deadlines`): while blind, any; else an unconfirmed "
+                    "transaction's.",
+                }
+            ),
+            "next_deadline_what": _nullable(
+                {"type": "string", "enum": _DEADLINE_WHAT, "description": "What it is for."}
+            ),
         },
-        "The node's health: chain sync and mesh links.",
+        "The node's health: chain sync (and how long it has been blind), mesh links.",
     ),
     "Token": _closed(
         {
@@ -532,7 +583,13 @@ RESPONSES: Final[dict[str, dict[str, object]]] = {
             "amount": ref("Amount"),
             "fee": {**ref("Amount"), "description": "Mediation fees paid (0 when received)."},
             "status": {"type": "string", "enum": [s.value for s in PaymentStatus]},
-            "reason": _nullable({"type": "string", "description": "Why it failed."}),
+            "reason": _nullable(
+                {
+                    "type": "string",
+                    "description": "Why it failed; on a received payment, `offline_window` "
+                    "when it came while the node was blind and outside its safety window.",
+                }
+            ),
             "failed_hop": _nullable(ref("Address")),
             "secrethash": ref("Bytes32"),
             "created_at": _UNIX_TIME,
@@ -546,8 +603,68 @@ RESPONSES: Final[dict[str, dict[str, object]]] = {
                     "unique per payer: (payer, payment_id) names a received payment.",
                 }
             ),
+            "risk": _nullable(ref("PaymentRisk")),
         },
         "A payment we sent or received.",
+    ),
+    "PaymentRisk": _closed(
+        {
+            "nonce": {
+                **ref("Nonce"),
+                "description": "The payer's balance proof the node holds (it includes the "
+                "payment).",
+            },
+            "deadline": _nullable(
+                {
+                    **_UNIX_TIME,
+                    "description": "Unix time (device clock) by which that proof must be sent "
+                    "to the chain, or handed to a delegate.",
+                }
+            ),
+            "chain_deadline": _nullable(
+                {"type": "integer", "description": "The chain's own limit (block time)."}
+            ),
+            "covered_by": _COVERAGE,
+            "delegate": _nullable(ref("Address")),
+            "within_window": {
+                "type": "boolean",
+                "description": "Received while the safety window was open; false: do not "
+                "treat it as paid until its proof is on chain.",
+            },
+        },
+        "Merchant view of a payment received while the node was blind (null once safe: the "
+        "node has seen the chain since, and nothing of that channel waits to be sent).",
+    ),
+    "Deadline": _closed(
+        {
+            "what": {
+                "type": "string",
+                "enum": _DEADLINE_WHAT,
+                "description": "`update_horizon`: if the partner closes with an older proof, "
+                "its latest must reach the chain by then; `register_secret`: a lock's secret; "
+                "`update`: the partner closed; the others: our own transactions.",
+            },
+            "token": ref("Address"),
+            "partner": _nullable(ref("Address")),
+            "deadline": _nullable(
+                {**_UNIX_TIME, "description": "Unix time (device clock) to act by."}
+            ),
+            "chain_deadline": _nullable(
+                {"type": "integer", "description": "The chain's own limit (block time)."}
+            ),
+            "covered_by": _COVERAGE,
+            "delegate": _nullable(ref("Address")),
+            "nonce": {**ref("Nonce"), "description": "The partner's proof at stake."},
+            "amount": {**ref("Amount"), "description": "The value at stake."},
+            "secrethash": _nullable(ref("Bytes32")),
+            "pending": {
+                "type": "boolean",
+                "description": "A transaction is scheduled for it (sent in deadline order "
+                "whenever the chain is reachable).",
+            },
+            "text": {"type": "string", "description": "What to do, for people."},
+        },
+        "Something the node must get on chain, and by when.",
     ),
     "PendingTransfer": _closed(
         {
@@ -598,6 +715,7 @@ LISTS: Final[dict[str, dict[str, object]]] = {
     "ChannelList": _list_of("channels", "Channel", "Channels, settled ones included."),
     "PaymentList": _list_of("payments", "Payment", "Payments, newest first."),
     "PendingList": _list_of("pending", "PendingTransfer", "Locks pending in our channels."),
+    "DeadlineList": _list_of("deadlines", "Deadline", "Deadlines, earliest first."),
     "EventList": _closed(
         {
             "events": {"type": "array", "items": ref("Event")},

@@ -18,9 +18,15 @@ the cursor's block, or the parent of the next range, no longer has the hash we
 processed: ``ReorgTooDeep``, with the common ancestor found among the remembered block
 hashes (range ends and blocks with logs). It is raised, never absorbed.
 
-Liveness: ``status`` gives the newest block seen, its timestamp, the cursor, whether the
-endpoint answers and when it last did. ``run`` polls forever; a dead endpoint
-(``ChainUnavailable``) is retried with exponential backoff and never stops it.
+Liveness: ``status`` gives the newest block seen, its timestamp and when it was seen
+(device clock), the cursor and its block's timestamp (``view_time``: every log of ours
+up to that chain time is applied), whether the endpoint answers and when it last did.
+``assess`` turns a status into ``Liveness``: the chain is reachable when the endpoint
+answers AND its newest block is at most ``max_block_age`` seconds old by the device clock
+(a block from the future counts as recent: a device clock behind the chain's is the
+clock's problem, reported as ``clock_offset``, not a dead endpoint). ``run`` polls
+forever; a dead endpoint (``ChainUnavailable``) is retried with exponential backoff and
+never stops it.
 
 Does not belong here: decoding (``events``), what logs mean (``inputs``), SQL (``store``),
 applying inputs to the core (the node's handler).
@@ -99,10 +105,13 @@ class Batch:
 class ChainStatus:
     """What the node can tell of the chain now.
 
-    ``latest_block`` / ``latest_timestamp``: the newest head seen (None: never reached).
-    ``confirmed_block``: the last block processed. ``last_answer``: Unix time the endpoint
-    last answered. ``synced``: every confirmed block up to the newest head seen is
-    processed. ``error``: why the last poll failed, until one succeeds.
+    ``latest_block`` / ``latest_timestamp``: the newest head seen (None: never reached);
+    ``latest_seen_at``: device time it was read. ``confirmed_block``: the last block
+    processed; ``view_time``: its timestamp (None until known since the start).
+    ``last_answer``: Unix time the endpoint last answered; ``reachable``: its last call
+    got an answer (see ``assess`` for the chain's reachability). ``synced``: every
+    confirmed block up to the newest head seen is processed. ``error``: why the last
+    poll failed, until one succeeds.
     """
 
     latest_block: int | None
@@ -112,6 +121,37 @@ class ChainStatus:
     reachable: bool
     synced: bool
     error: str | None
+    latest_seen_at: float | None = None
+    view_time: Timestamp | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Liveness:
+    """Whether the node sees the chain now (docs/offline.md §1).
+
+    ``reachable``: the endpoint answers and its newest block is recent. ``answering``:
+    the endpoint answered its last call (a stale endpoint answers, yet is not reachable).
+    ``block_age``: device seconds since the newest block's timestamp (negative: a block
+    from the future). ``clock_offset``: chain time minus device time when the newest block
+    was read (a block's lag included, so normally a little negative). ``view_time``:
+    chain time up to which every log of ours is applied.
+    """
+
+    reachable: bool
+    answering: bool
+    block_age: float | None
+    clock_offset: float | None
+    view_time: Timestamp | None
+
+
+def assess(status: ChainStatus, now: float, max_block_age: float) -> Liveness:
+    """The chain's reachability at device time ``now`` from a follower's ``status``."""
+    age = None if status.latest_timestamp is None else now - status.latest_timestamp
+    offset = None
+    if status.latest_timestamp is not None and status.latest_seen_at is not None:
+        offset = status.latest_timestamp - status.latest_seen_at
+    reachable = status.reachable and age is not None and age <= max_block_age
+    return Liveness(reachable, status.reachable, age, offset, status.view_time)
 
 
 Handler = Callable[[Batch], Awaitable[None]]
@@ -180,6 +220,8 @@ class ChainFollower:
         self._range = self.config.max_range
         self._successes = 0
         self._latest: _Header | None = None
+        self._latest_seen_at: float | None = None
+        self._view: Timestamp | None = None
         self._error: str | None = None
         self._polling = asyncio.Lock()
 
@@ -208,6 +250,8 @@ class ChainFollower:
             reachable=self.endpoint.reachable,
             synced=latest is not None and done >= self._target(latest.number),
             error=self._error,
+            latest_seen_at=self._latest_seen_at,
+            view_time=self._view,
         )
 
     # --- polling -------------------------------------------------------------------------
@@ -249,6 +293,7 @@ class ChainFollower:
         if head is None:
             raise ChainUnavailable("the endpoint has no latest block")
         self._latest = head
+        self._latest_seen_at = self.endpoint.clock()
         target = self._target(head.number)
         cursor = self.store.cursor()
         if cursor is not None:
@@ -262,6 +307,7 @@ class ChainFollower:
                 return 0
             if found.hash != cursor.hash:
                 await self._reorg(cursor, found.hash)
+            self._view = Timestamp(found.timestamp)
         start = cursor.block + 1 if cursor else self.deployment.start_block
         processed = 0
         while start <= target:
@@ -350,6 +396,7 @@ class ChainFollower:
             networks=new_networks,
             channels=changed.values(),
         )
+        self._view = Timestamp(last.timestamp)
         return cursor
 
     async def _new_networks(

@@ -44,11 +44,13 @@ from offchain.node.gossip import (
     OwnChannel,
     decode_announcement,
 )
+from offchain.node.offline import OfflineMonitor
 from offchain.node.runtime import NodeRuntime
 from offchain.node.service import (
     NO_HASHLOCK,
     ChannelInfo,
     ChannelStatus,
+    DeadlineInfo,
     ErrorCode,
     NodeEvent,
     NodeStatus,
@@ -95,6 +97,10 @@ ANNOUNCE_INTERVAL_MS: Final = 250
 CHAIN_WAIT: Final = 120.0
 COOPERATION_WINDOW: Final = 600  # seconds a withdraw or coop-settle signature stays valid
 MAX_SAME_ID: Final = 1000  # rows read for one payment id (one sent, one received per payer)
+CHAIN_RETRY_MAX: Final = 10.0
+"""Seconds between two polls of an endpoint that does not answer, at most."""
+OFFLINE_WINDOW: Final = "offline_window"
+"""The ``reason`` of a received payment that came outside the offline safety window."""
 
 
 def _version() -> str:
@@ -145,7 +151,7 @@ class Node:
             self.runtime.work_done,
             on_reachability=self._reachability,
         )
-        self.endpoint = Endpoint(connect(config.rpc_url), clock)
+        self.endpoint = Endpoint(connect(config.rpc_url, config.chain_timeout), clock)
         confirmations = config.confirmations_for(deployment.chain_id)
         self.follower = ChainFollower(
             self.endpoint,
@@ -156,6 +162,8 @@ class Node:
                 confirmations=confirmations,
                 max_range=config.log_range,
                 poll_interval=config.poll_interval,
+                # The chain coming back must be noticed soon: deferred submissions wait.
+                retry_max=max(config.poll_interval, CHAIN_RETRY_MAX),
             ),
         )
         self.sender = TxSender(
@@ -172,6 +180,14 @@ class Node:
             self.sender,
             self.graph,
             on_graph_change=self._graph_changed,
+            clock=clock,
+        )
+        self.offline = OfflineMonitor(
+            self.runtime,
+            self.follower,
+            self.bridge,
+            max_block_age=config.chain_max_block_age,
+            warn_lead=config.deadline_warn_lead,
             clock=clock,
         )
         self._graph_task: asyncio.TimerHandle | None = None
@@ -193,6 +209,7 @@ class Node:
         await self.runtime.start(self.transport, self.bridge.submit_effect)
         self.runtime.listen(self._on_effect)
         self.bridge.start()
+        self.offline.start()
         self._graph_changed()
         self._started = True
         log.info("node 0x%s started", self.address.hex())
@@ -202,6 +219,7 @@ class Node:
             self.store.close()
             return
         self._started = False
+        await self.offline.stop()
         await self.bridge.stop()
         await self.runtime.stop()
         self.transport.stop()
@@ -289,8 +307,11 @@ class Node:
 
     def status(self) -> NodeStatus:
         chain = self.follower.status
-        reachable = chain.reachable
-        blind_since = None if reachable else chain.last_answer
+        now = self.clock()
+        reachable = self.offline.reachable
+        blind_since = None if reachable else self.offline.blind_since()
+        upcoming = self.offline.next_deadline(now)
+        view = self.offline.view_time()
         return NodeStatus(
             address=self.address,
             chain_id=self.deployment.chain_id,
@@ -301,7 +322,45 @@ class Node:
             blind_since=blind_since,
             peers=len(self.mesh.node.neighbour_addresses()),
             version=_version(),
+            blind_for_s=None if blind_since is None else max(now - blind_since, 0.0),
+            view_time=None if view is None else int(view),
+            next_deadline=None if upcoming is None else float(upcoming.deadline or 0),
+            next_deadline_what=None if upcoming is None else upcoming.kind.value,
         )
+
+    def deadlines(self) -> list[DeadlineInfo]:
+        found = []
+        for item in self.offline.deadlines():
+            covered, delegate = self.offline.coverage(item)
+            found.append(
+                DeadlineInfo(
+                    what=item.kind.value,
+                    token=self._token_of(item.token_network),
+                    partner=item.partner,
+                    deadline=None if item.deadline is None else float(item.deadline),
+                    chain_deadline=item.chain_deadline,
+                    covered_by=covered,
+                    delegate=delegate,
+                    nonce=int(item.nonce),
+                    amount=int(item.amount),
+                    secrethash=item.secrethash,
+                    pending=item.pending,
+                    text=self.offline.text(item),
+                )
+            )
+        return found
+
+    def on_delegate_view(
+        self,
+        token_network: bytes,
+        partner: bytes,
+        view_time: int | None,
+        delegate: bytes | None = None,
+        nonce: int | None = None,
+    ) -> None:
+        """A delegate holds our latest proof from ``partner`` and sees the chain up to
+        ``view_time`` (None: it holds it no more); see ``OfflineMonitor.on_delegate_view``."""
+        self.offline.on_delegate_view(token_network, partner, view_time, delegate, nonce)
 
     def tokens(self) -> list[TokenInfo]:
         return [
@@ -419,6 +478,14 @@ class Node:
 
     def _payment_info(self, row: sqlite3.Row) -> PaymentInfo:
         failed_hop, finished, payer = row["failed_hop"], row["finished_at"], row["payer"]
+        risk = None
+        if row["direction"] == PaymentDirection.RECEIVED.value:
+            risk = self.offline.risk(
+                bytes(row["token_network"]),
+                bytes(row["partner"]),
+                float(row["created_at"]),
+                row["reason"] != OFFLINE_WINDOW,
+            )
         return PaymentInfo(
             payment_id=int(row["payment_id"]),
             direction=PaymentDirection(row["direction"]),
@@ -433,6 +500,7 @@ class Node:
             created_at=float(row["created_at"]),
             finished_at=None if finished is None else float(finished),
             payer=bytes(payer) or None,  # empty: a sent payment, or a payer we do not know
+            risk=risk,
         )
 
     async def wait_payment(

@@ -5,10 +5,18 @@ Belongs here: ``ChainBridge``, which
   commit before the follower moves its cursor (so a crash replays the batch: the core's
   chain inputs are idempotent);
 - keeps the graph view's chain facts in step with the follower's channel directory;
-- carries out the core's ``ContractSend*`` effects through the sender's outbox (key
-  ``fx:<seq>:<idx>``, so a re-run after a crash never sends twice) and reports them done
-  when confirmed, or failed (recorded as an event: a transaction the chain refuses is not
-  retried forever);
+- carries out the core's ``ContractSend*`` effects: the deferred-submission schedule
+  (docs/offline.md §4, spec O-5). Each effect waits in the runtime's ``work`` table (the
+  persisted schedule) until it is confirmed or provably unnecessary. Whenever the endpoint
+  answers, the waiting effects are taken in order of their chain deadline (earliest
+  first; none last); for each the chain is asked first whether it is still needed
+  (``offchain.chain.checks``: a newer proof already there, the secret registered, the
+  channel settled...), and only then is it sent through the sender's outbox (key
+  ``fx:<seq>:<idx>``, so a re-run after a crash never sends twice). The first effect the
+  endpoint does not take stops the round, so the order holds when the chain comes back.
+  A transaction that fails is checked again: unnecessary by now, it is done; otherwise it
+  is retried under a new key (``fx:<seq>:<idx>:r<n>``) a few times, then recorded as failed
+  (an event: one the chain refuses for good is not retried forever);
 - settles our closed channels once their window is over, naming exactly the data behind
   the balance hashes the chain holds for each side (read from the contract at settle time:
   a node restarted during the settle window has not seen the close logs again);
@@ -31,12 +39,19 @@ from typing import Final
 
 from web3 import Web3
 
-from offchain.chain import calls
+from offchain.chain import calls, checks
 from offchain.chain.artifacts import load_artifact
 from offchain.chain.calls import BalanceData
-from offchain.chain.errors import ChainError, ChainUnavailable, ReorgTooDeep, TransactionFailed
+from offchain.chain.errors import (
+    ChainError,
+    ChainUnavailable,
+    OutboxConflict,
+    ReorgTooDeep,
+    TransactionFailed,
+)
 from offchain.chain.inputs import ChannelRecord, ChannelStage
 from offchain.chain.manifest import Deployment
+from offchain.chain.outbox import IntentStatus
 from offchain.chain.sync import Batch, ChainFollower
 from offchain.chain.transactions import TxSender
 from offchain.node.gossip import GraphView
@@ -44,12 +59,18 @@ from offchain.node.runtime import NodeRuntime
 from offchain.node.store import ContractSend
 from offchain.node.transport import WorkKey
 from offchain.protocol.channel import EndState
-from offchain.protocol.types import Address, BalanceHash, TokenAmount
+from offchain.protocol.offline import send_deadline
+from offchain.protocol.transitions import ContractSendSecretRegister, ContractSendUpdate
+from offchain.protocol.types import Address, BalanceHash, Timestamp, TokenAmount
 
 log = logging.getLogger("smartmesh.chain")
 
 ZERO_HASH: Final = bytes(32)
 SETTLE_CHECK_INTERVAL: Final = 5.0
+SCHEDULE_INTERVAL: Final = 2.0
+"""Seconds between two rounds of the schedule when nothing wakes it."""
+MAX_RETRIES: Final = 3
+"""New keys a failed, still needed transaction is sent under before it is given up."""
 
 
 class ChainBridge:
@@ -77,6 +98,12 @@ class ChainBridge:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._settling: set[tuple[Address, bytes, int]] = set()
+        self._work: dict[WorkKey, ContractSend] = {}
+        """The schedule: effects not yet confirmed nor found unnecessary."""
+        self._in_flight: set[WorkKey] = set()
+        self._confirming: set[asyncio.Task[None]] = set()
+        self._retries: dict[WorkKey, int] = {}
+        self._wake = asyncio.Event()
         self.halted: str | None = None
         """Why the follower stopped for good (a reorganisation deeper than allowed)."""
 
@@ -90,6 +117,7 @@ class ChainBridge:
             asyncio.create_task(self._follow(), name="chain-follow"),
             asyncio.create_task(self.sender.run(self._stop), name="chain-send"),
             asyncio.create_task(self._settle_loop(), name="chain-settle"),
+            asyncio.create_task(self._schedule_loop(), name="chain-schedule"),
         ]
 
     async def _follow(self) -> None:
@@ -114,6 +142,7 @@ class ChainBridge:
 
     async def stop(self) -> None:
         self._stop.set()
+        self._tasks += list(self._confirming)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -140,37 +169,163 @@ class ChainBridge:
         if changed:
             self._on_graph_change()
 
-    # -- effects out ------------------------------------------------------------------------
+    # -- effects out: the deferred-submission schedule --------------------------------------
 
     def submit_effect(self, key: WorkKey, effect: ContractSend) -> None:
-        """``runtime.chain_submit``: send it, report it done when final."""
-        asyncio.get_running_loop().create_task(self._carry_out(key, effect))
+        """``runtime.chain_submit``: schedule it; it is reported done when final."""
+        self._work[key] = effect
+        self._wake.set()
 
-    async def _carry_out(self, key: WorkKey, effect: ContractSend) -> None:
-        intent_key = f"fx:{key[0]}:{key[1]}"
-        what = type(effect).__name__
-        delay = 1.0
+    def scheduled(self) -> list[tuple[WorkKey, ContractSend]]:
+        """The effects waiting to be confirmed, in the order they will be sent."""
+        return sorted(self._work.items(), key=lambda item: self._order(item[0], item[1]))
+
+    def deadline_of(self, effect: ContractSend) -> Timestamp | None:
+        """The chain's limit for ``effect`` (None: none): an update's is the channel's
+        settle deadline on chain."""
+        settle = None
+        if isinstance(effect, ContractSendUpdate):
+            record = self.follower.directory.find(effect.token_network, self.own, effect.partner)
+            if record is not None and record.settle_deadline is not None:
+                settle = Timestamp(record.settle_deadline)
+        return send_deadline(effect, settle)
+
+    def _order(self, key: WorkKey, effect: ContractSend) -> tuple[bool, int, WorkKey]:
+        deadline = self.deadline_of(effect)
+        return (deadline is None, deadline or 0, key)
+
+    async def _schedule_loop(self) -> None:
         while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), SCHEDULE_INTERVAL)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                await self._round()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # our bug: keep the schedule alive
+                log.exception("deferred submissions: a round failed")
+                self._record("schedule_failed", {"reason": repr(exc)})
+
+    async def _round(self) -> None:
+        """Send what waits, earliest deadline first, until the endpoint stops taking it."""
+        for key, effect in self.scheduled():
+            if key in self._in_flight or key not in self._work:
+                continue
+            if not await self._send(key, effect):
+                return
+
+    def _intent_key(self, key: WorkKey) -> str:
+        retry = self._retries.get(key, 0)
+        base = f"fx:{key[0]}:{key[1]}"
+        return base if retry == 0 else f"{base}:r{retry}"
+
+    async def _needed(self, effect: ContractSend) -> checks.Needed:
+        generation = None
+        if not isinstance(effect, ContractSendSecretRegister):
+            channel = self.runtime.state.channels.get((effect.token_network, effect.partner))
+            generation = None if channel is None else int(channel.generation)
+        return await checks.still_needed(
+            effect,
+            self.sender.endpoint,
+            self.own,
+            self.deployment.secret_registry,
+            self.follower.directory,
+            generation,
+        )
+
+    async def _send(self, key: WorkKey, effect: ContractSend) -> bool:
+        """Check and send one effect; False when the endpoint did not take it (stop)."""
+        intent_key = self._intent_key(key)
+        what = type(effect).__name__
+        known = self.sender.intent(intent_key)
+        if known is None or known.status is IntentStatus.QUEUED:
+            try:
+                needed = await self._needed(effect)
+            except ChainUnavailable as exc:
+                log.debug("deferred submissions wait for the chain: %s", exc)
+                return False
+            except ChainError as exc:  # e.g. an unlock before the settle is seen
+                log.info("%s not possible yet: %s", what, exc)
+                return True
+            if not needed.needed:
+                if known is not None:  # recorded, never signed: it must not go out now
+                    self.sender.outbox.fail(
+                        intent_key, f"unnecessary: {needed.reason}", self.clock()
+                    )
+                self._unnecessary(key, effect, needed.reason)
+                return True
             try:
                 call = calls.for_effect(
                     effect, self.own, self.deployment.secret_registry, self.follower.directory
                 )
-                await self.sender.submit(intent_key, call)
-                await self.sender.wait(intent_key)
-                log.info("%s confirmed (%s)", what, intent_key)
-                self.runtime.work_done(key)
-                return
+                known = await self.sender.submit(intent_key, call)
             except TransactionFailed as exc:
-                log.warning("%s failed for good: %s", what, exc)
-                self._record("transaction_failed", {"what": what, "reason": str(exc)})
-                self.runtime.work_done(key)
-                return
+                await self._failed(key, effect, str(exc))
+                return True
             except ChainUnavailable as exc:
-                log.info("%s waits for the chain: %s", what, exc)
-            except ChainError as exc:  # e.g. an unlock before the settle is seen
+                log.info("deferred submissions wait for the chain: %s", exc)
+                return False
+            except (ChainError, OutboxConflict) as exc:
                 log.info("%s not possible yet: %s", what, exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+                return True
+            if known.status is IntentStatus.QUEUED:
+                return False  # the endpoint went away while signing: keep the order
+        self._in_flight.add(key)
+        task = asyncio.get_running_loop().create_task(self._confirm(key, effect, intent_key))
+        self._confirming.add(task)
+        task.add_done_callback(self._confirming.discard)
+        return True
+
+    async def _confirm(self, key: WorkKey, effect: ContractSend, intent_key: str) -> None:
+        what = type(effect).__name__
+        try:
+            await self.sender.wait(intent_key)
+        except TransactionFailed as exc:
+            self._in_flight.discard(key)
+            await self._failed(key, effect, str(exc))
+            return
+        except asyncio.CancelledError:
+            self._in_flight.discard(key)
+            raise
+        log.info("%s confirmed (%s)", what, intent_key)
+        self._in_flight.discard(key)
+        self._done(key)
+
+    async def _failed(self, key: WorkKey, effect: ContractSend, reason: str) -> None:
+        """A transaction failed: done if no longer needed, else retried, at last recorded."""
+        what = type(effect).__name__
+        try:
+            needed = await self._needed(effect)
+        except ChainUnavailable:
+            return  # asked again in the next round, under the same key: it is final
+        except ChainError:
+            needed = checks.Needed(True, reason)
+        if not needed.needed:
+            self._unnecessary(key, effect, needed.reason)
+            return
+        retry = self._retries.get(key, 0)
+        if retry < MAX_RETRIES:
+            self._retries[key] = retry + 1
+            log.warning("%s failed (%s); retrying under a new key", what, reason)
+            self._wake.set()
+            return
+        log.warning("%s failed for good: %s", what, reason)
+        self._record("transaction_failed", {"what": what, "reason": reason})
+        self._done(key)
+
+    def _unnecessary(self, key: WorkKey, effect: ContractSend, reason: str) -> None:
+        what = type(effect).__name__
+        log.info("%s is not needed any more: %s", what, reason)
+        self._record("submission_unnecessary", {"what": what, "reason": reason})
+        self._done(key)
+
+    def _done(self, key: WorkKey) -> None:
+        self._work.pop(key, None)
+        self._retries.pop(key, None)
+        self.runtime.work_done(key)
 
     def _record(self, kind: str, data: dict[str, object]) -> None:
         store = self.runtime.store

@@ -418,6 +418,15 @@ class NodeConfig:
             _Int(1, 10**9),
         ),
     )
+    deadline_warn_lead: int = field(
+        default=300,
+        metadata=_meta(
+            "node",
+            "seconds before each deadline to reach the chain that a deadline_warning is "
+            "written (docs/offline.md)",
+            _SECONDS_INT,
+        ),
+    )
     watch: bool = field(
         default=False,
         metadata=_meta(
@@ -493,6 +502,23 @@ class NodeConfig:
             "chain",
             "most blocks asked for in one eth_getLogs call (providers cap the range)",
             _Int(1, 1_000_000),
+        ),
+    )
+    chain_timeout: float = field(
+        default=20.0,
+        metadata=_meta(
+            "chain",
+            "seconds one JSON-RPC call may take; no answer in time counts as not answering",
+            _Float(0.0),
+        ),
+    )
+    chain_max_block_age: int = field(
+        default=120,
+        metadata=_meta(
+            "chain",
+            "seconds the newest block may be old (device clock) for the chain to count as "
+            "seen; older means the endpoint is stale: the node is blind (docs/offline.md)",
+            _Int(1, MAX_SETTLE_WINDOW),
         ),
     )
     # [api]
@@ -658,6 +684,24 @@ class NodeConfig:
         default=_PROTOCOL_DEFAULTS.max_attempts,
         metadata=_meta("protocol", "routes a payment tries before it fails", _Int(1, 100)),
     )
+    submit_margin: int = field(
+        default=_PROTOCOL_DEFAULTS.submit_margin,
+        metadata=_meta(
+            "protocol",
+            "seconds a transaction needs to be included once sent: every deadline to reach "
+            "the chain is stated that much early",
+            _SECONDS_INT,
+        ),
+    )
+    offline_min_lead: int = field(
+        default=_PROTOCOL_DEFAULTS.offline_min_lead,
+        metadata=_meta(
+            "protocol",
+            "while blind, seconds that must be left before the earliest deadline to reach "
+            "the chain for the node to receive more value from a partner",
+            _SECONDS_INT,
+        ),
+    )
     settle_window: int = field(
         default=3 * 24 * 3600,
         metadata=_meta(
@@ -703,6 +747,8 @@ class NodeConfig:
             clock_tolerance=self.clock_tolerance,
             max_attempts=self.max_attempts,
             fees=self.fee_schedule(),
+            submit_margin=self.submit_margin,
+            offline_min_lead=self.offline_min_lead,
         )
 
     def confirmations_for(self, chain_id: int) -> int:
@@ -1016,6 +1062,13 @@ def _check(config: NodeConfig, sources: Mapping[str, str]) -> None:
             "lock_timeout",
             f"{c.lock_timeout} must be below settle_window ({c.settle_window}): a lock must "
             "expire within its channel's settle window",
+        )
+    window_floor = c.clock_tolerance + c.submit_margin + c.offline_min_lead
+    if c.settle_window <= window_floor:
+        raise fail(
+            "settle_window",
+            f"{c.settle_window} must exceed clock_tolerance + submit_margin + "
+            f"offline_min_lead ({window_floor}): while blind the node could receive nothing",
         )
     if c.api_token is not None and c.api_token_file is not None:
         raise fail("api_token", "give api_token or api_token_file, not both")

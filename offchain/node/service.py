@@ -60,6 +60,10 @@ class NodeStatus:
     blind_since: float | None  # Unix time the chain was last seen, when it is not seen now
     peers: int  # mesh neighbours with a link up
     version: str
+    blind_for_s: float | None = None  # seconds since ``blind_since`` (None: sees the chain)
+    view_time: int | None = None  # chain time up to which every log of ours is applied
+    next_deadline: float | None = None  # Unix time (device) of the earliest deadline to act by
+    next_deadline_what: str | None = None  # what it is for (``DeadlineInfo.what``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +121,34 @@ received whose lock the node did not record): 32 bytes like every secrethash, an
 secret hashes to, so it never matches a real lock."""
 
 
+class Coverage(enum.Enum):
+    """Who will put a proof (or a secret) on chain in time if it must be."""
+
+    SELF = "self"  # this node, which must reach the chain (or a delegate) before the deadline
+    DELEGATE = "delegate"  # a delegate that holds our latest proof and sees the chain
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRisk:
+    """The merchant view of a payment received while the node did not see the chain (or
+    one not safe yet): what it holds and by when that must reach the chain.
+
+    ``nonce``: the payer's balance proof we hold (it includes the payment). ``deadline``:
+    Unix time (device clock) by which it must be sent to the chain, or handed to a
+    delegate; ``chain_deadline``: the chain's own limit (block time). ``covered_by``: who
+    does it; ``delegate``: its address. ``within_window``: received while the safety window
+    was open (False: a direct payment that came too late to be protected by the rules;
+    do not hand over goods for it until the proof is on chain).
+    """
+
+    nonce: int
+    deadline: float | None
+    chain_deadline: int | None
+    covered_by: Coverage
+    delegate: Address | None
+    within_window: bool
+
+
 @dataclass(frozen=True, slots=True)
 class PaymentInfo:
     payment_id: int  # uint64, unique per initiator only (see ``pick_payment``)
@@ -134,6 +166,7 @@ class PaymentInfo:
     payer: Address | None = None
     """Received: the initiator, when the node knows it (a direct transfer's sender; a
     mediated payment whose initiator sent the secret ahead). None when sent or unknown."""
+    risk: PaymentRisk | None = None  # received while blind and not safe yet (merchant view)
 
 
 def pick_payment(
@@ -214,6 +247,31 @@ class PendingTransfer:
     secrethash: bytes
     expiration: int  # Unix time
     role: str  # "initiator", "mediator" or "target"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlineInfo:
+    """Something the node must get on chain, and by when (``GET /deadlines``).
+
+    ``what``: ``update_horizon`` (if the partner closes with an older proof, its latest must
+    reach the chain: be back, or have a delegate, by then), ``register_secret``, ``update``
+    (the partner closed), ``unlock``, ``close``, ``withdraw``, ``cooperative_settle``.
+    ``deadline``: Unix time (device clock) to act by; ``chain_deadline``: the chain's limit
+    (block time); both None when there is none. ``pending``: a transaction is scheduled.
+    """
+
+    what: str
+    token: Address
+    partner: Address | None
+    deadline: float | None
+    chain_deadline: int | None
+    covered_by: Coverage
+    delegate: Address | None
+    nonce: int  # the partner's proof at stake (0: none)
+    amount: int  # the value at stake
+    secrethash: bytes | None
+    pending: bool
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,3 +376,7 @@ class NodeService(Protocol):
     def pending_transfers(self, token: Address | None = None) -> list[PendingTransfer]: ...
 
     def events(self, since: int = 0, limit: int = 100) -> list[NodeEvent]: ...
+
+    def deadlines(self) -> list[DeadlineInfo]:
+        """Everything the node must get on chain, earliest first (docs/offline.md)."""
+        ...

@@ -469,9 +469,11 @@ class Store:
                 )
                 self._event("direct_payment_sent", effect, now)
             case EventPaymentReceived():
+                # Outside the offline window: kept, but the merchant view must say so.
+                note = "offline_window" if effect.outside_window else None
                 self._payment_row(
                     "received", effect.payment_id, effect.payer, effect.token_network,
-                    effect.amount, 0, "succeeded", None, None, None, now, now,
+                    effect.amount, 0, "succeeded", note, None, None, now, now,
                     payer=effect.initiator or b"",
                 )  # fmt: skip
                 self._event("payment_received", effect, now)

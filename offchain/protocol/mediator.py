@@ -6,6 +6,10 @@ payee (try another next hop, else pass the return upstream naming the failed hop
 the secret from its payee (unlock the payee, reveal to the payer), and when both locks
 are resolved (`EventMediated` with the fee kept).
 
+Offline (docs/offline.md, O-1): while the node does not see the chain it forwards only
+while `offline_min_lead` is left before both the incoming channel's update horizon and
+the lock's registration deadline; otherwise it gives the lock back (`OFFLINE_WINDOW`).
+
 Safety (docs/spec.md §11): every hop uses the payment's one expiration `E`. A mediator
 forwards only while `E - now > reveal_timeout + hop_margin` on both channels: it can
 then still register the secret on chain before `E` if its payer does not unlock, and the
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from offchain.protocol import frozen
+from offchain.protocol import frozen, offline
 from offchain.protocol.channel import ChannelState, spendable
 from offchain.protocol.fees import ChannelBalance, mediation_fee
 from offchain.protocol.locks import Lock
@@ -91,6 +95,10 @@ def _forward(step: Step, record: MediatorState) -> MediatorState | ReturnReason 
     margin = settings.hop_margin
     if record.expiration - step.now <= incoming.reveal_timeout + margin:
         return ReturnReason.EXPIRY_TOO_SOON
+    if not offline.accepts_value(step, network, record.payer, record.expiration):
+        # Blind, and too close to the deadline by which we must reach the chain: a lock
+        # we forwarded would have to be claimed (or our payer's proof defended) on chain.
+        return ReturnReason.OFFLINE_WINDOW
     excluded = {record.payer, *record.tried, *step.unreachable}
     reason = ReturnReason.NO_ROUTE
     searched: list[ReturnReason] = []

@@ -119,6 +119,9 @@ class ReturnReason(enum.IntEnum):
     TARGET_OFFLINE = 4
     EXPIRY_TOO_SOON = 5
     REJECTED = 6
+    OFFLINE_WINDOW = 7
+    """The hop does not see the chain and would receive value too close to the deadline
+    by which it (or a delegate) must reach the chain (docs/offline.md)."""
 
 
 class CoopSettleRefusal(enum.IntEnum):

@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import assert_never
 
 from offchain.protocol import channel as channel_rules
-from offchain.protocol import cosigning, frozen, initiator, mediator, signing, target
+from offchain.protocol import cosigning, frozen, initiator, mediator, offline, signing, target
 from offchain.protocol.channel import (
     BalanceProofMessage,
     ChannelPhase,
@@ -71,6 +71,7 @@ from offchain.protocol.transitions import (
     ActionExpectPayment,
     ActionPay,
     ActionPayDirect,
+    ActionSetChainView,
     ActionSetUnreachable,
     ActionUpdateGraph,
     ActionWithdraw,
@@ -114,6 +115,9 @@ def transition(state: NodeState, event: Input, key: PrivateKey) -> tuple[NodeSta
             step.graphs[event.token_network] = event.graph
         case ActionSetUnreachable():
             step.unreachable = event.addresses
+        case ActionSetChainView():
+            step.view_time = event.view_time
+            step.delegated = dict(event.delegated)
         case ActionCloseChannel():
             _close(step, event)
         case ActionWithdraw():
@@ -304,14 +308,20 @@ def _apply(
     step.channels[(network, sender)] = updated
     match message:
         case DirectTransfer():
+            outside = not offline.accepts_value(step, network, sender, None)
             step.effects.append(
-                EventPaymentReceived(network, message.payment_id, sender, message.amount, sender)
+                EventPaymentReceived(
+                    network, message.payment_id, sender, message.amount, sender, outside
+                )
             )
         case TransferBatch():
             # One proof, several payments: each is received as if it had come alone.
+            outside = not offline.accepts_value(step, network, sender, None)
             for entry in message.payments:
                 step.effects.append(
-                    EventPaymentReceived(network, entry.payment_id, sender, entry.amount, sender)
+                    EventPaymentReceived(
+                        network, entry.payment_id, sender, entry.amount, sender, outside
+                    )
                 )
         case LockedTransfer():
             if message.target == step.address:

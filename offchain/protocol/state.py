@@ -49,9 +49,15 @@ class Settings:
     ahead the initiator sets a payment's one expiration; it must leave each hop
     `reveal_timeout + hop_margin` and stay within the settle window. `hop_margin`: the
     time a mediator keeps for the hops after it (delivery over the mesh) beyond its own
-    reveal timeout. `clock_tolerance`: how far the partner's clock may be ahead of ours;
-    a lock is removed only that long after its expiration. `max_attempts`: routes an
-    initiator tries before it gives up.
+    reveal timeout. `clock_tolerance`: how far the partner's clock may be ahead of ours
+    (and the chain's clock from ours); a lock is removed only that long after its
+    expiration. `max_attempts`: routes an initiator tries before it gives up.
+
+    While the node does not see the chain (docs/offline.md): `submit_margin` is the time
+    a transaction needs to be included once sent, so every deadline is stated that much
+    (and `clock_tolerance`) ahead of the chain's limit; `offline_min_lead` is the least
+    time that must be left before the earliest such deadline for the node to receive more
+    value from a partner.
     """
 
     reveal_timeout: int = 60
@@ -60,6 +66,8 @@ class Settings:
     clock_tolerance: int = 5
     max_attempts: int = 3
     fees: FeeSchedule = field(default_factory=FeeSchedule)
+    submit_margin: int = 30
+    offline_min_lead: int = 120
 
 
 class InitiatorStatus(enum.Enum):
@@ -195,6 +203,12 @@ class NodeState:
     settling: Mapping[ChannelKey, Timestamp] = field(default_factory=dict)
     """Channels with a cooperative settle signed by both, until its (latest) expiration:
     no new payments there, or the signed totals would no longer be the balances."""
+    view_time: Timestamp | None = None
+    """None while the node sees the chain; otherwise the chain time up to which it has
+    seen every log of its channels (`ActionSetChainView`, docs/offline.md)."""
+    delegated: Mapping[ChannelKey, Timestamp] = field(default_factory=dict)
+    """Per channel, the view time of a delegate that holds our latest proof from the
+    partner (it will correct a close with an older one)."""
 
 
 def return_to_failure(reason: ReturnReason) -> FailureReason:
@@ -206,4 +220,5 @@ def return_to_failure(reason: ReturnReason) -> FailureReason:
         ReturnReason.TARGET_OFFLINE: FailureReason.TARGET_OFFLINE,
         ReturnReason.EXPIRY_TOO_SOON: FailureReason.LOCK_EXPIRED,
         ReturnReason.REJECTED: FailureReason.REJECTED,
+        ReturnReason.OFFLINE_WINDOW: FailureReason.OFFLINE_WINDOW,
     }[reason]

@@ -68,6 +68,8 @@ class Step:
         self.settling = dict(state.settling)
         self.graphs = dict(state.graphs)
         self.unreachable = state.unreachable
+        self.view_time = state.view_time
+        self.delegated = state.delegated
 
     def finish(self) -> NodeState:
         # The constructor directly, keywords in field order: this runs once per input.
@@ -91,6 +93,8 @@ class Step:
             withdraws_signed=frozenset(self.withdraws_signed),
             coop_offers=self.coop_offers,
             settling=self.settling,
+            view_time=self.view_time,
+            delegated=self.delegated,
         )
 
     # --- lookups ----------------------------------------------------------------------

@@ -8,14 +8,17 @@ A lock is claimed only if it carries at least the amount the initiator announced
 invoice asks) and there is still more than `reveal_timeout` before its expiration: time
 enough to register the secret on chain if the payer does not unlock (the node's tick
 does that, `node._claim_deadlines`). A lock that cannot be accepted is given back at
-once (`LockReturn`, reason `REJECTED` or `EXPIRY_TOO_SOON`).
+once (`LockReturn`, reason `REJECTED` or `EXPIRY_TOO_SOON`). While the node does not see
+the chain, a lock is also given back (`OFFLINE_WINDOW`) when less than
+`offline_min_lead` is left before its registration deadline or the channel's update
+horizon (docs/offline.md, O-1).
 
 Does not belong here: channel rules (`channel`), the shared moves (`step`).
 """
 
 from __future__ import annotations
 
-from offchain.protocol import frozen
+from offchain.protocol import frozen, offline
 from offchain.protocol.locks import secrethash_of
 from offchain.protocol.messages import LockedTransfer, ReturnReason
 from offchain.protocol.state import LockKey, TargetState, TargetStatus
@@ -52,6 +55,9 @@ def try_claim(step: Step, key: LockKey) -> None:
         return
     if record.expiration - step.now <= _channel_reveal_timeout(step, record):
         _give_back(step, key, record, ReturnReason.EXPIRY_TOO_SOON)
+        return
+    if not offline.accepts_value(step, record.token_network, record.payer, record.expiration):
+        _give_back(step, key, record, ReturnReason.OFFLINE_WINDOW)
         return
     if secret is None:
         announcement = step.announcements.get(record.payment_id)

@@ -13,7 +13,8 @@ Does not belong here: any behaviour (`node`, the role modules), the state (`stat
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from offchain.protocol.cooperative import SignedCoopSettle, SignedWithdraw
 from offchain.protocol.locks import Lock
@@ -92,6 +93,23 @@ class ActionSetUnreachable:
 
     now: Timestamp
     addresses: frozenset[Address]
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSetChainView:
+    """What the node sees of the chain now (replaces the previous view; docs/offline.md).
+
+    `view_time`: None while the node sees the chain (its endpoint answers and its newest
+    block is recent): no safety window applies. Otherwise the chain time (a block's
+    timestamp) up to which the node has seen every log of its channels: any close it does
+    not know of happened at or after it. `delegated`: per channel (token network,
+    partner), the view time a delegate reported when it acknowledged our latest proof
+    from that partner.
+    """
+
+    now: Timestamp
+    view_time: Timestamp | None
+    delegated: Mapping[tuple[Address, Address], Timestamp] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +226,7 @@ Input = (
     | ActionExpectPayment
     | ActionUpdateGraph
     | ActionSetUnreachable
+    | ActionSetChainView
     | ActionCloseChannel
     | ActionWithdraw
     | ActionCoopSettle
@@ -319,6 +338,9 @@ class FailureReason(enum.Enum):
     LOCK_EXPIRED = "lock_expired"
     REJECTED = "rejected"
     """Rejected by the hop named in `failed_hop` (amount, expiry or a refused lock)."""
+    OFFLINE_WINDOW = "offline_window"
+    """The hop in `failed_hop` does not see the chain and its safety window for receiving
+    more value is closed (docs/offline.md); other routes were tried first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,6 +381,11 @@ class EventPaymentReceived:
     the payment when we know it: the sender of a direct transfer, or the sender of a
     `PaymentSecret` whose secret is the lock's (only the initiator knew it). Payment ids
     are unique per initiator only, so (initiator, payment_id) names a received payment.
+
+    `outside_window`: a direct payment that came while we do not see the chain and our
+    safety window for this partner is closed (docs/offline.md): its proof is kept (a
+    refused proof would stall the partner's next ones), but it counts only if it reaches
+    the chain before the horizon; the merchant must not treat it as paid until then.
     """
 
     token_network: Address
@@ -366,6 +393,7 @@ class EventPaymentReceived:
     payer: Address
     amount: TokenAmount
     initiator: Address | None = None
+    outside_window: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -200,6 +200,9 @@ async def _reads(api: CheckedClient, setup: ConformanceSetup) -> None:
     await api.get(f"/channels?token={_hex(setup.token).lower()}", expect=200)
     await api.get("/pending", expect=200)
     await api.get(f"/pending?token={_hex(setup.token)}", expect=200)
+    deadlines = (await api.get("/deadlines", expect=200)).data["deadlines"]
+    timed = [d["deadline"] for d in deadlines if d["deadline"] is not None]
+    assert timed == sorted(timed), "deadlines must come earliest first"
     events = (await api.get("/events", expect=200)).data
     assert all(e["seq"] > 0 for e in events["events"])
     later = (await api.get(f"/events?since={events['next_since']}&limit=5", expect=200)).data
@@ -262,6 +265,7 @@ async def _refusals(api: CheckedClient, setup: ConformanceSetup) -> None:
         (f"/channels/{token}/0x1234", 400),
         (f"/channels/{token}/{partner}?verbose=1", 400),
         ("/status?x=1", 400),
+        ("/deadlines?token=1", 400),
         ("/payments/abc", 400),
         ("/payments/-1", 400),
         (f"/payments/{2**64}", 400),

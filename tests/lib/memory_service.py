@@ -30,11 +30,14 @@ from offchain.node.service import (
     Address,
     ChannelInfo,
     ChannelStatus,
+    Coverage,
+    DeadlineInfo,
     ErrorCode,
     NodeEvent,
     NodeStatus,
     PaymentDirection,
     PaymentInfo,
+    PaymentRisk,
     PaymentStatus,
     PendingTransfer,
     ServiceError,
@@ -46,6 +49,7 @@ SETTLE_WINDOW_MIN = 600
 SETTLE_WINDOW_MAX = 30 * 24 * 3600
 DEFAULT_SETTLE_WINDOW = 3600
 LOCK_TIMEOUT = 600
+SAFETY_MARGIN = 35  # clock tolerance + submit margin, as the node's defaults
 UINT256_MAX = 2**256 - 1
 
 
@@ -123,6 +127,7 @@ class MemoryNodeService:
         self.fail_next_transaction: str | None = None
         self.peers = 0
         self.block = 1
+        self.blind_since: float | None = None  # set by ``go_blind``
         self._rng = random.Random(seed)
         self._clock = clock
         self._offset = 0.0
@@ -152,6 +157,11 @@ class MemoryNodeService:
 
     def release_chain(self) -> None:
         self._gate.set()
+
+    def go_blind(self) -> None:
+        """The chain is no longer seen: payments received from now on carry a risk."""
+        self.chain_reachable = False
+        self.blind_since = self.now()
 
     def add_route(self, token: Address, target: Address, via: Address, fee: int) -> None:
         self._routes[(token, target)] = Route(via, fee)
@@ -193,6 +203,7 @@ class MemoryNodeService:
             created_at=now,
             finished_at=now,
             payer=partner if payer is True else (payer or None),
+            risk=None if self.chain_reachable else self._risk(channel),
         )
         self._received.append(info)
         self._event("payment_received", channel, payment_id=str(payment_id), amount=str(amount))
@@ -306,9 +317,27 @@ class MemoryNodeService:
             ):
                 return payment_id
 
+    def _horizon(self, channel: _Channel) -> float:
+        view = self.now() if self.blind_since is None else self.blind_since
+        return view + channel.settle_window - SAFETY_MARGIN
+
+    def _risk(self, channel: _Channel) -> PaymentRisk:
+        return PaymentRisk(
+            nonce=channel.received,  # one proof per unit here: only its shape matters
+            deadline=self._horizon(channel),
+            chain_deadline=int(self._horizon(channel)) + SAFETY_MARGIN,
+            covered_by=Coverage.SELF,
+            delegate=None,
+            within_window=True,
+        )
+
     # NodeService.
 
     def status(self) -> NodeStatus:
+        blind_since = None
+        if not self.chain_reachable:
+            blind_since = self.now() if self.blind_since is None else self.blind_since
+        upcoming = [d for d in self.deadlines() if d.deadline is not None]
         return NodeStatus(
             address=self.address,
             chain_id=self.chain_id,
@@ -316,10 +345,40 @@ class MemoryNodeService:
             chain_reachable=self.chain_reachable,
             latest_block=self.block,
             confirmed_block=self.block,
-            blind_since=None if self.chain_reachable else self.now(),
+            blind_since=blind_since,
             peers=self.peers,
             version="memory",
+            blind_for_s=None if blind_since is None else self.now() - blind_since,
+            view_time=self.block,
+            next_deadline=upcoming[0].deadline if upcoming and blind_since else None,
+            next_deadline_what=upcoming[0].what if upcoming and blind_since else None,
         )
+
+    def deadlines(self) -> list[DeadlineInfo]:
+        """An update horizon per open channel that holds received value."""
+        found = []
+        for generations in self._channels.values():
+            channel = generations[-1]
+            if channel.status is not ChannelStatus.OPEN or channel.received == 0:
+                continue
+            horizon = self._horizon(channel)
+            found.append(
+                DeadlineInfo(
+                    what="update_horizon",
+                    token=channel.token.token,
+                    partner=channel.partner,
+                    deadline=horizon,
+                    chain_deadline=int(horizon) + SAFETY_MARGIN,
+                    covered_by=Coverage.SELF,
+                    delegate=None,
+                    nonce=channel.received,
+                    amount=channel.received,
+                    secrethash=None,
+                    pending=False,
+                    text="reach the chain before then or hand the proofs to a delegate",
+                )
+            )
+        return sorted(found, key=lambda d: d.deadline or 0)
 
     def tokens(self) -> list[TokenInfo]:
         return list(self._tokens.values())

@@ -3,7 +3,8 @@
 Hypothesis sends payments between random nodes of a line of five and of a diamond, and
 delivers, drops (the transport retransmits later), duplicates and reorders messages,
 crashes nodes and restores them from their persisted state, lets time pass, mines secret
-registrations and closes and settles quiet channels. The invariants are those of
+registrations, closes and settles quiet channels, and moves nodes' view of the chain (the
+offline safety window, docs/spec.md §14). The invariants are those of
 docs/spec.md §12 (I-T1..I-T7); after the network goes quiet every payment must be in a
 terminal state and every node's tokens must add up to what its events say.
 """
@@ -25,6 +26,7 @@ from offchain.protocol.state import Settings
 from offchain.protocol.transitions import (
     ActionPay,
     ActionPayDirect,
+    ActionSetChainView,
     ActionWithdraw,
     ChainChannelClosed,
     ChainChannelSettled,
@@ -150,6 +152,15 @@ class TransferMachine(RuleBasedStateMachine):
         total = TokenAmount(mine.withdrawn + amount)
         expiration = Timestamp(self.net.now + seconds)
         self.net.apply(me, ActionWithdraw(self.net.now, TOKEN_NETWORK, partner, total, expiration))
+
+    @rule(data=st.data(), behind=st.sampled_from([None, 0, 3300, 3445, 3446, 10_000]))
+    def chain_view(self, data: st.DataObject, behind: int | None) -> None:
+        # A node stops seeing the chain (its view `behind` seconds old) or sees it again:
+        # the window refuses value near the deadlines (docs/spec.md §14), and every
+        # invariant must still hold. (The chain here still includes registrations.)
+        node = data.draw(st.sampled_from(self.net.addresses))
+        view = None if behind is None else Timestamp(self.net.now - behind)
+        self.net.apply(node, ActionSetChainView(self.net.now, view, {}))
 
     @rule()
     def republish_graph(self) -> None:

@@ -89,6 +89,57 @@ def test_status__reports_the_node() -> None:
     run(body)
 
 
+def test_status__blind__shows_how_long_and_the_next_deadline() -> None:
+    async def body(api: CheckedClient, node: MemoryNodeService) -> None:
+        await open_channel(api)
+        node.partner_deposit(TOKEN, PARTNER, 50)
+        node.receive(TOKEN, PARTNER, 5)
+        status = (await api.get("/status", expect=200)).data
+        assert status["blind_for_s"] is None and status["next_deadline"] is None
+        node.go_blind()
+        node.advance(42)
+        status = (await api.get("/status", expect=200)).data
+        assert status["chain_reachable"] is False
+        assert status["blind_for_s"] == pytest.approx(42, abs=1)
+        assert status["next_deadline_what"] == "update_horizon"
+        assert isinstance(status["next_deadline"], float)
+
+    run(body)
+
+
+def test_deadlines__list_the_horizon_of_a_channel_holding_received_value() -> None:
+    async def body(api: CheckedClient, node: MemoryNodeService) -> None:
+        assert (await api.get("/deadlines", expect=200)).data == {"deadlines": []}
+        await open_channel(api)
+        node.partner_deposit(TOKEN, PARTNER, 50)
+        node.receive(TOKEN, PARTNER, 5)
+        (item,) = (await api.get("/deadlines", expect=200)).data["deadlines"]
+        assert (item["what"], item["partner"], item["covered_by"]) == ("update_horizon", P, "self")
+        assert item["amount"] == "5" and item["nonce"] == "5" and item["delegate"] is None
+        assert "delegate" in item["text"]
+
+    run(body)
+
+
+def test_payment__received_while_blind__carries_its_risk() -> None:
+    async def body(api: CheckedClient, node: MemoryNodeService) -> None:
+        await open_channel(api)
+        node.partner_deposit(TOKEN, PARTNER, 50)
+        online = node.receive(TOKEN, PARTNER, 5)
+        node.go_blind()
+        blind = node.receive(TOKEN, PARTNER, 7)
+        seen = (await api.get(f"/payments/{online.payment_id}", expect=200)).data
+        assert seen["risk"] is None
+        seen = (await api.get(f"/payments/{blind.payment_id}", expect=200)).data
+        risk = seen["risk"]
+        assert risk["covered_by"] == "self" and risk["within_window"] is True
+        assert risk["deadline"] < risk["chain_deadline"]
+        listed = (await api.get("/payments?direction=received", expect=200)).data["payments"]
+        assert [p["risk"] is None for p in listed] == [False, True]
+
+    run(body)
+
+
 def test_tokens__lists_the_followed_tokens() -> None:
     async def body(api: CheckedClient, node: MemoryNodeService) -> None:
         tokens = (await api.get("/tokens", expect=200)).data["tokens"]

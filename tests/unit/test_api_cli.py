@@ -62,8 +62,16 @@ def test_status__fields_and_json(capsys: pytest.CaptureFixture[str], served: Ser
     shown = fields(out)
     assert shown["version"] == "memory" and shown["synced"] == "true"
     assert shown["blind_since"] == "-"
+    assert shown["blind_for_s"] == "-" and shown["next_deadline"] == "-"
     code, out, _ = smartmesh(capsys, served, "status", "--json")
     assert code == 0 and json.loads(out)["address"] == shown["address"]
+
+
+def test_deadlines__table_and_json(capsys: pytest.CaptureFixture[str], served: ServedApi) -> None:
+    code, out, _ = smartmesh(capsys, served, "deadlines")
+    assert code == 0 and out.strip() == "no deadlines"
+    code, out, _ = smartmesh(capsys, served, "deadlines", "--json")
+    assert code == 0 and json.loads(out) == []
 
 
 def test_channel__open_deposit_withdraw_list_close_settle(
