@@ -2,9 +2,10 @@
 
 Belongs here: ``Node``, which builds every part from a ``NodeConfig`` and a key, starts
 and stops them in order, routes mesh payloads (protocol messages to the runtime, capacity
-announcements to the graph view), keeps the core's graph current, gossips our channels'
-capacities, and implements ``NodeService`` for the API: each method turns a request into
-core inputs or chain transactions and reads the answer back from the state and the store.
+announcements to the graph view, 0xA2 watch payloads to the watch service), keeps the
+core's graph current, gossips our channels' capacities, and implements ``NodeService``
+for the API: each method turns a request into core inputs or chain transactions and
+reads the answer back from the state and the store.
 
 Does not belong here: HTTP (``offchain.api``), the command line (``main``), protocol
 rules, SQL, JSON-RPC.
@@ -61,6 +62,7 @@ from offchain.node.service import (
 )
 from offchain.node.store import Store
 from offchain.node.transport import MeshTransport
+from offchain.node.watch_service import WatchService
 from offchain.protocol.channel import ChannelPhase, ChannelState, balance, spendable
 from offchain.protocol.locks import channel_id as channel_id_of
 from offchain.protocol.messages import PaymentId
@@ -83,6 +85,7 @@ from offchain.protocol.types import (
     Timestamp,
     TokenAmount,
 )
+from offchain.watch.wire import WATCH_TAG
 
 log = logging.getLogger("smartmesh.node")
 
@@ -171,6 +174,20 @@ class Node:
             on_graph_change=self._graph_changed,
             clock=clock,
         )
+        self.watch = WatchService(
+            runtime=self.runtime,
+            mesh=self.mesh,
+            deployment=deployment,
+            endpoint=self.endpoint,
+            follower=self.follower,
+            sender=self.sender,
+            watch=config.watch,
+            min_reward=config.watch_min_reward,
+            delegates=config.delegates,
+            delegate_reward=config.delegate_reward,
+            clock=clock,
+        )
+        self.bridge.batch_listeners.append(self.watch.on_batch)
         self._graph_task: asyncio.TimerHandle | None = None
         self._last_announced: dict[tuple[Address, Address], tuple[int, int, int]] = {}
         # Raised whenever a channel we did not know appears: its ends may never have
@@ -190,6 +207,7 @@ class Node:
         await self.runtime.start(self.transport, self.bridge.submit_effect)
         self.runtime.listen(self._on_effect)
         self.bridge.start()
+        self.watch.start()
         self._graph_changed()
         self._started = True
         log.info("node 0x%s started", self.address.hex())
@@ -199,6 +217,7 @@ class Node:
             self.store.close()
             return
         self._started = False
+        await self.watch.stop()
         await self.bridge.stop()
         await self.runtime.stop()
         self.transport.stop()
@@ -208,6 +227,9 @@ class Node:
     # -- mesh payloads ----------------------------------------------------------------------
 
     def _on_payload(self, origin: bytes, payload: bytes, message_id: bytes) -> None:
+        if payload and payload[0] == WATCH_TAG:
+            self.watch.receive(origin, payload, message_id)
+            return
         if payload and payload[0] == ANNOUNCEMENT_TAG:
             self.transport.acknowledge(origin, message_id)  # gossip: nothing to persist
             try:

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from offchain.chain import schema as chain_schema
-from offchain.node import encoding
+from offchain.node import encoding, watch_store
 from offchain.node.errors import StoreError, StoreLockedError
 from offchain.protocol import codec
 from offchain.protocol.routes import ChannelGraph
@@ -117,10 +117,15 @@ _V1: Final = (
         kind TEXT NOT NULL, data TEXT NOT NULL)""",
 )
 
-MIGRATIONS: list[tuple[int, Sequence[str]]] = [(1, _V1), (2, chain_schema.SCHEMA)]
+MIGRATIONS: list[tuple[int, Sequence[str]]] = [
+    (1, _V1),
+    (2, chain_schema.SCHEMA),
+    (3, watch_store.SCHEMA),
+]
 """(version, statements): each brings the schema from version - 1 to version. Append
 only; never edit a released one. Version 2 adds the chain layer's follower cursor,
-channel directory and transaction outbox (``offchain.chain.schema``)."""
+channel directory and transaction outbox (``offchain.chain.schema``); version 3 the watch
+service's requests held and delegations acknowledged (``watch_store``)."""
 
 
 def schema_version() -> int:
