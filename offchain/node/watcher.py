@@ -57,6 +57,7 @@ from offchain.protocol.types import (
     Address,
     BalanceHash,
     ChannelId,
+    Generation,
     Nonce,
     PrivateKey,
     Timestamp,
@@ -102,6 +103,10 @@ INTAKE_LIMIT: Final = 256
 """Requests waiting to be judged; more are not acknowledged (their origin sends them
 again later): the mesh's own retry is the backpressure."""
 REBROADCAST: Final = 30.0
+CONFIRMED: Final = IntentStatus.CONFIRMED
+STATE_NONE: Final = 0
+STATE_CLOSED: Final = 2
+"""``get_channel``'s states (0 none or settled, 1 open, 2 closed)."""
 ZERO_TX: Final = bytes(32)
 
 Send = Callable[[Address, bytes, float], bytes | None]
@@ -139,6 +144,12 @@ class ChainReader:
             abi=load_artifact("secret_registry").abi_list(),
         )
         self._view: tuple[int, Timestamp] | None = None
+        self._head: int | None = None
+
+    async def begin_pass(self) -> None:
+        """Read the head: a pass reads every channel at it (one consistent state)."""
+        w3 = self.endpoint.w3
+        self._head = int(await self.endpoint.call("eth_blockNumber", w3.eth.block_number))
 
     def _network(self, network: Address) -> Any:
         return self.endpoint.w3.eth.contract(
@@ -189,17 +200,30 @@ class ChainReader:
         closer = record.closer
         non_closer = record.partner_of(closer)
         functions = self._network(network).functions
+        # All three reads at one block: a settle between two of them would clear the
+        # proofs and the delegation under a channel still read as closed.
+        block = self._head if self._head is not None else "latest"
+        pair = (Web3.to_checksum_address(closer), Web3.to_checksum_address(non_closer))
+        channel = await self.endpoint.call(
+            "eth_call", functions.get_channel(*pair).call(block_identifier=block)
+        )
+        generation = Generation(int(channel.generation))
+        if int(channel.state) != STATE_CLOSED:
+            # The chain is ahead of the follower: settled (state 0), or settled and
+            # reopened (state 1, a newer generation).
+            settled = generation if int(channel.state) == STATE_NONE else generation - 1
+            return ChannelFacts(
+                generation=generation,
+                settle_window=facts.settle_window,
+                stage=Stage.SETTLED if int(channel.state) == STATE_NONE else Stage.OPENED,
+                settled_generation=Generation(max(settled, record.settled_generation or 0)),
+            )
         closer_side = await self.endpoint.call(
-            "eth_call",
-            functions.get_participant(
-                Web3.to_checksum_address(closer), Web3.to_checksum_address(non_closer)
-            ).call(),
+            "eth_call", functions.get_participant(*pair).call(block_identifier=block)
         )
         non_closer_side = await self.endpoint.call(
             "eth_call",
-            functions.get_participant(
-                Web3.to_checksum_address(non_closer), Web3.to_checksum_address(closer)
-            ).call(),
+            functions.get_participant(pair[1], pair[0]).call(block_identifier=block),
         )
         return ChannelFacts(
             generation=facts.generation,
@@ -560,6 +584,7 @@ class Watcher:
         (earliest deadline first)."""
         if await self.chain.view_time() is None:
             return
+        await self.chain.begin_pass()
         now = self.chain.now()
         for item in self.items.held():
             request = decode(item.payload)
@@ -573,36 +598,61 @@ class Watcher:
                 case Wait():
                     pass
 
+    def _status(self, request: Request, action: Action) -> IntentStatus | None:
+        intent = self.sender.intent(self._key(request, action))
+        return None if intent is None else intent.status
+
     async def _plan(self, item: Item, request: Request, now: Timestamp) -> _Planned:
         facts: ChannelFacts | None = None
         step: Step
         match request:
             case DelegateUpdate():
+                done = item.done_work or self._status(request, Action.UPDATE) is CONFIRMED
                 facts = await self.chain.facts(
                     request.token_network, request.closer, request.non_closer
                 )
-                step = plan.plan_update(
-                    request, facts, now, watcher=self.address, updated=item.done_work
-                )
+                step = plan.plan_update(request, facts, now, watcher=self.address, updated=done)
             case RegisterSecret():
+                done = item.done_work or self._status(request, Action.REGISTER_SECRET) is CONFIRMED
                 registered = await self.chain.registered_at(sha256(request.secret))
-                step = plan.plan_register_secret(request, registered, now, submitted=item.done_work)
+                step = plan.plan_register_secret(request, registered, now, submitted=done)
             case Unlock():
+                done = item.done_work or self._status(request, Action.UNLOCK) is CONFIRMED
                 facts = await self.chain.facts(
                     request.token_network, request.receiver, request.sender
                 )
                 retained = None
                 if facts is not None and facts.settled(request.generation):
                     retained = await self.chain.retained(request)
-                step = plan.plan_unlock(request, facts, retained, submitted=item.done_work)
+                step = plan.plan_unlock(request, facts, retained, submitted=done)
             case RawTransaction():
                 receipt = await self.chain.receipt(request.tx_hash)
                 step = plan.plan_raw_transaction(request, receipt, now)
         if isinstance(step, Submit) and step.action is not Action.BROADCAST:
             intent = self.sender.intent(self._key(request, step.action))
             if intent is not None and intent.status is IntentStatus.FAILED:
-                step = Finish(step.action, OutcomeStatus.FAILED, intent.reason or "failed")
+                step = self._after_failure(step, intent.reason or "failed", facts, now)
+            elif intent is not None and intent.status is CONFIRMED:
+                # Done already: what the chain shows lags by a block or a poll. Never a
+                # second pass over confirmed work (it would spin).
+                step = Wait(f"{step.action.name.lower()} confirmed; the chain view catches up")
         return _Planned(item, request, step, facts)
+
+    @staticmethod
+    def _after_failure(
+        step: Submit, reason: str, facts: ChannelFacts | None, now: Timestamp
+    ) -> Step:
+        """The plan asks again for work whose transaction failed (its key is never sent
+        twice). Usually someone else did the work first, and the plan said so before
+        asking (it reads the channel live). A settle races the participants' own, and the
+        chain read may be a block behind the failure: so a failed settle waits, and fails
+        for good only a whole settle window after the first (nobody settled, and we
+        cannot)."""
+        if step.action is Action.SETTLE and facts is not None:
+            deadline = facts.deadline
+            if deadline is None or now <= deadline + facts.settle_window:
+                return Wait(f"our settle failed ({reason}); waiting for the settle")
+        return Finish(step.action, OutcomeStatus.FAILED, reason)
 
     def _key(self, request: Request, action: Action) -> str:
         """The outbox key of the transaction for ``action``: the same work, the same key,
