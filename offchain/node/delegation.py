@@ -15,8 +15,9 @@ so an unreachable delegate costs one queued message per channel, not one per pay
 An acknowledgement is recorded (event ``delegate_ack``) with the delegate's view time;
 ``on_delegate_view(network, partner, view_time)`` is called when the view that covers
 our LATEST proof from that partner changes (the safety window of docs/offline.md counts
-from it). A refusal is recorded (event ``delegate_refused``, with the reason) and not
-retried for the same proof.
+from it). A refusal is recorded (event ``delegate_refused``, with the reason); the same
+proof goes to that delegate again only after ``RETRY_REFUSED`` seconds when the reason
+may pass (the delegate was blind or full), never when it holds (stale, forged, unpaid).
 
 Does not belong here: building or signing the request (``offchain.watch.client``), the
 watcher's side (``watcher``), routing payloads (``watch_service``).
@@ -38,7 +39,7 @@ from offchain.protocol.channel import ChannelState
 from offchain.protocol.transitions import Effect
 from offchain.protocol.types import Address, BalanceHash, Nonce, Signature
 from offchain.watch import client
-from offchain.watch.wire import REQUEST_ID_LENGTH, WatchAck, encode
+from offchain.watch.wire import REQUEST_ID_LENGTH, Reason, WatchAck, encode
 
 log = logging.getLogger("smartmesh.delegation")
 
@@ -49,6 +50,11 @@ UPDATE_LIFETIME: Final = 600.0
 IN_FLIGHT_TIMEOUT: Final = 900.0
 """An update delivered but never answered is given up after this long (then resent)."""
 RETRY_FULL: Final = 1.0
+RETRY_REFUSED: Final = 30.0
+"""Seconds before a proof a delegate refused for a passing reason (it was blind, or
+full) is offered to it again."""
+PASSING: Final = frozenset({Reason.BLIND, Reason.OVERLOADED, Reason.INVALID})
+"""Refusals that may not hold later; any other refusal holds for that proof for good."""
 
 ChannelKey = tuple[Address, Address]
 """(token network, partner)."""
@@ -132,6 +138,7 @@ class Delegator:
         self._by_request: dict[bytes, DelegateKey] = {}
         self._by_message: dict[bytes, DelegateKey] = {}
         self._refused: dict[DelegateKey, tuple[int, int]] = {}
+        self._retry_at: dict[DelegateKey, float] = {}
         self._signatures: dict[DelegateKey, tuple[Nonce, BalanceHash, Signature]] = {}
         self.stats = {"sent": 0, "acked": 0, "refused": 0, "signed": 0}
 
@@ -165,7 +172,7 @@ class Delegator:
         """Send each delegate the newest proof of every channel it is behind on."""
         self._timer = None
         now = self.clock()
-        retry = False
+        retry_in = float("inf")
         own = self.runtime.address
         for (network, partner), channel in list(self.runtime.state.channels.items()):
             if not client.delegable(channel):
@@ -180,15 +187,18 @@ class Delegator:
                     continue
                 if self._refused.get(key) == rank:
                     continue
+                if self._retry_at.get(key, 0.0) > now:
+                    retry_in = min(retry_in, self._retry_at[key] - now)
+                    continue
                 flying = self._in_flight.get(key)
                 if flying is not None:
                     if now - flying.sent_at < IN_FLIGHT_TIMEOUT:
                         continue
                     self._forget(key)
                 if not self._send(key, channel, rank, now):
-                    retry = True
-        if retry:
-            self._arm(RETRY_FULL)
+                    retry_in = min(retry_in, RETRY_FULL)
+        if retry_in != float("inf"):
+            self._arm(retry_in)
 
     def _send(
         self, key: DelegateKey, channel: ChannelState, rank: tuple[int, int], now: float
@@ -278,7 +288,10 @@ class Delegator:
                 store.add_event("delegate_ack", data, now)
         else:
             self.stats["refused"] += 1
-            self._refused[key] = flying.rank
+            if ack.reason in PASSING:
+                self._retry_at[key] = now + RETRY_REFUSED
+            else:
+                self._refused[key] = flying.rank
             data.update(reason=ack.reason.name.lower(), text=ack.text)
             with store.transaction():
                 store.add_event("delegate_refused", data, now)

@@ -463,7 +463,7 @@ class Watcher:
         now = self.clock()
         with self.store.transaction():
             self.items.add(
-                request.request_id, origin, encode(request)[2], subject, _rank(request),
+                request.request_id, origin, payload[2], subject, _rank(request),
                 _deadline(request, facts), payload, now,
             )  # fmt: skip
             self.store.add_event("watch_accepted", self._describe(origin, request), now)

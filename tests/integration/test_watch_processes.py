@@ -3,9 +3,10 @@
 Covered: a delegate that corrects a partner's close while its client cannot see the
 chain, and is paid its reward at settle (checked on chain, and by the ``DelegateRewarded``
 log the watcher records); requests a watcher refuses, each with its reason (a stale
-nonce, a forged proof or delegation, an unknown channel), sent by a bare mesh peer; and a
-delegate that does nothing (not running), where the node updates by itself once its
-chain access is back within the window.
+nonce, a forged proof or delegation, an unknown channel), sent by a bare mesh peer; a
+gateway's work for a bare peer (a secret registered, raw transactions broadcast, each
+outcome told back); and a delegate that does nothing (not running), where the node
+updates by itself once its chain access is back within the window.
 
 Chain access of a node is cut with an ``RpcProxy`` between it and anvil (stopped: the
 endpoint refuses connections).
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eth_account import Account
 
 from mesh_relay.config import MeshConfig
 from mesh_relay.effects import Deliver
@@ -26,6 +28,7 @@ from mesh_relay.runtime import MeshRuntime
 from mesh_relay.tcp import TcpLinks
 from offchain.api.client import ApiClient
 from offchain.protocol import eip712
+from offchain.protocol.crypto import keccak256, sha256
 from offchain.protocol.locks import EMPTY_LOCKSROOT
 from offchain.protocol.types import (
     AdditionalHash,
@@ -33,14 +36,22 @@ from offchain.protocol.types import (
     Generation,
     Nonce,
     PrivateKey,
+    Secret,
     Signature,
+    Timestamp,
     TokenAmount,
 )
 from offchain.watch.wire import (
+    Action,
     BalancePreimage,
     DelegateUpdate,
+    OutcomeStatus,
+    RawTransaction,
     Reason,
+    RegisterSecret,
+    Request,
     WatchAck,
+    WatchOutcome,
     decode,
     encode,
 )
@@ -291,6 +302,102 @@ def test_delegate_update__stale_forged_or_unknown__refused_with_the_reason(tmp_p
                 assert len(accepted) == 2
 
             asyncio.run(recorded())
+
+
+# -- gateway requests ---------------------------------------------------------------------------
+
+
+async def exchange(
+    mesh: MeshRuntime, watcher: bytes, requests: list[Request]
+) -> dict[bytes, list[WatchAck | WatchOutcome]]:
+    """Send ``requests`` from a bare mesh peer; collect answers until each has its ack and
+    (if accepted) an outcome."""
+    answers: dict[bytes, list[WatchAck | WatchOutcome]] = {r.request_id: [] for r in requests}
+
+    def complete() -> bool:
+        for found in answers.values():
+            acks = [a for a in found if isinstance(a, WatchAck)]
+            if not acks or (acks[0].accepted and len(found) < 2):
+                return False
+        return True
+
+    queue = mesh.subscribe()
+    try:
+        for request in requests:
+            mesh.send(watcher, encode(request), 60.0)
+        while not complete():
+            event = await asyncio.wait_for(queue.get(), WAIT)
+            if isinstance(event, Deliver):
+                answer = decode(event.payload)
+                if isinstance(answer, WatchAck | WatchOutcome) and answer.request_id in answers:
+                    answers[answer.request_id].append(answer)
+    finally:
+        mesh.unsubscribe(queue)
+    return answers
+
+
+def test_gateway_requests__secret_and_raw_transactions__registered_broadcast_outcomes_told(
+    tmp_path: Path,
+) -> None:
+    with chain_env(tmp_path) as env:
+        w_party, payer, payee = env.parties("gw-W", "gw-payer", "gw-payee")
+        w = NodeProcess("W", w_party.key, tmp_path / "W", env.url, env.manifest,
+                        settings={"node": {"watch": True}})  # fmt: skip
+        secret = Secret(secrets.token_bytes(32))
+        deadline = Timestamp(env.now() + 600)
+        token = env.contract("test_token", env.token)
+        transfer = token.functions.transfer(payee.address, 5 * ONE).build_transaction(
+            {"from": payer.address, "nonce": env.w3.eth.get_transaction_count(payer.address),
+             "gas": 100_000, "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9,
+             "chainId": 31337}
+        )  # fmt: skip
+        raw = bytes(Account.sign_transaction(transfer, payer.hex_key).raw_transaction)
+        requests: list[Request] = [
+            RegisterSecret(secrets.token_bytes(8), secret, deadline),
+            RawTransaction(secrets.token_bytes(8), deadline, raw),
+            RawTransaction(secrets.token_bytes(8), deadline, b"\x02not a transaction"),
+        ]
+        paid_before = env.balance(payee)
+        registry = env.contract("secret_registry", env.deployment.secret_registry).functions
+        known = Secret(secrets.token_bytes(32))
+        with running(w):
+
+            async def body() -> dict[bytes, list[WatchAck | WatchOutcome]]:
+                async with ApiClient(w.api) as api:
+                    await eventually(lambda: synced(api))
+                links = TcpLinks(None, [("127.0.0.1", w.tcp_port)], 1200)
+                mesh = MeshRuntime(MeshConfig(app_acks=False), secrets.token_bytes(32), [links])
+                await mesh.start()
+                try:
+                    first = await exchange(mesh, w_party.raw, requests)
+                    # The same secret again (this watcher registered it: its work), and
+                    # one that someone else registered already (nothing to do).
+                    again = RegisterSecret(secrets.token_bytes(8), secret, deadline)
+                    env.send(payer, registry.register_secret(known))
+                    done = RegisterSecret(secrets.token_bytes(8), known, deadline)
+                    first.update(await exchange(mesh, w_party.raw, [again, done]))
+                    return first
+                finally:
+                    await mesh.stop()
+
+            answers = list(asyncio.run(body()).values())
+        outcomes = [
+            [(a.action, a.status) for a in found if isinstance(a, WatchOutcome)]
+            for found in answers
+        ]
+        assert all(isinstance(found[0], WatchAck) and found[0].accepted for found in answers)
+        assert outcomes == [
+            [(Action.REGISTER_SECRET, OutcomeStatus.CONFIRMED)],
+            [(Action.BROADCAST, OutcomeStatus.CONFIRMED)],
+            [(Action.BROADCAST, OutcomeStatus.FAILED)],
+            [(Action.REGISTER_SECRET, OutcomeStatus.CONFIRMED)],
+            [(Action.REGISTER_SECRET, OutcomeStatus.UNNECESSARY)],
+        ]
+        broadcast = answers[1][1]
+        assert isinstance(broadcast, WatchOutcome) and broadcast.tx_hash == keccak256(raw)
+        assert broadcast.block_timestamp > 0
+        assert registry.secrethash_to_timestamp(sha256(secret)).call() <= deadline
+        assert env.balance(payee) == paid_before + 5 * ONE
 
 
 # -- c: a delegate that does nothing ------------------------------------------------------------

@@ -212,3 +212,15 @@ def test_watch_store__newer_request_supersedes_older_and_equal_ones(tmp_path: Pa
     assert done is not None and done.state == "done" and done.done_work
     assert items.clients() == [client]
     store.close()
+
+
+def test_on_ack__delegate_blind__the_same_proof_offered_again_later(setup: Setup) -> None:
+    clock = [1000.0]
+    setup.delegator.clock = lambda: clock[0]
+    setup.pay(setup.b, setup.a)
+    request = setup.flush()[0][1]
+    blind = WatchAck(request.request_id, Reason.BLIND, Timestamp(0), "chain not reachable")
+    setup.delegator.on_ack(setup.w, blind)
+    assert setup.flush() == []
+    clock[0] += 31
+    assert [r.nonce for _, r in setup.flush()] == [1]
