@@ -15,7 +15,8 @@ so an unreachable delegate costs one queued message per channel, not one per pay
 An acknowledgement is recorded (event ``delegate_ack``) with the delegate's view time;
 ``on_delegate_view(network, partner, view_time)`` is called when the view that covers
 our LATEST proof from that partner changes (the safety window of docs/offline.md counts
-from it). A refusal is recorded (event ``delegate_refused``, with the reason); the same
+from it): on an acknowledgement, and on a delegate's signed beacon, whose later view
+time covers every proof that delegate acknowledged (it has watched them since). A refusal is recorded (event ``delegate_refused``, with the reason); the same
 proof goes to that delegate again only after ``RETRY_REFUSED`` seconds when the reason
 may pass (the delegate was blind or full), never when it holds (stale, forged, unpaid).
 
@@ -70,6 +71,9 @@ class DelegationBook:
     def __init__(self, items: WatchStore) -> None:
         self.items = items
         self._acked: dict[DelegateKey, Acked] = {}
+        self._beacons: dict[Address, int] = {}
+        """The newest view time each delegate's beacons told (in memory: the next beacon
+        comes within a minute of a restart)."""
         for acked in items.acked():
             self._acked[(acked.token_network, acked.partner, acked.delegate)] = acked
 
@@ -81,13 +85,26 @@ class DelegationBook:
         self.items.record_ack(acked)
         self._acked[(acked.token_network, acked.partner, acked.delegate)] = acked
 
+    def heard(self, delegate: Address, view_time: int) -> bool:
+        """A signed beacon of ``delegate``: it has seen the chain up to ``view_time`` since
+        it acknowledged what it holds. True if that moves its view on."""
+        if view_time <= self._beacons.get(delegate, 0):
+            return False
+        self._beacons[delegate] = view_time
+        return True
+
+    def delegates_of(self, network: Address, partner: Address) -> list[Address]:
+        return [d for (n, p, d) in self._acked if n == network and p == partner]
+
     def view(self, network: Address, partner: Address, nonce: int) -> int | None:
         """The newest view time among the delegates that acknowledged a proof of
-        ``partner`` with at least ``nonce``; None if none did."""
+        ``partner`` with at least ``nonce`` (its view when it acknowledged, or a later
+        one from its beacons: it has watched that proof since); None if none did."""
         best: int | None = None
-        for (n, p, _), acked in self._acked.items():
+        for (n, p, delegate), acked in self._acked.items():
             if n == network and p == partner and acked.rank[0] >= nonce:
-                best = acked.view_time if best is None else max(best, acked.view_time)
+                seen = max(acked.view_time, self._beacons.get(delegate, 0))
+                best = seen if best is None else max(best, seen)
         return best
 
     def views(self, latest: Mapping[ChannelKey, int]) -> dict[ChannelKey, int]:
@@ -299,15 +316,38 @@ class Delegator:
                 "delegate 0x%s refused nonce %d of 0x%s: %s",
                 delegate.hex(), flying.rank[0], partner.hex(), ack.text or ack.reason.name,
             )  # fmt: skip
-        if latest is not None and self.on_delegate_view is not None:
-            after = self.book.view(network, partner, latest.partner.nonce)
-            if after is not None and after != before:
-                try:
-                    self.on_delegate_view(network, partner, after)
-                except Exception:
-                    log.exception("on_delegate_view raised")
+        if latest is not None:
+            self._tell_view(network, partner, latest.partner.nonce, before)
         self._arm()  # what changed while this one flew goes now
         return True
+
+    def on_beacon(self, watcher: Address, view_time: int) -> None:
+        """A beacon (signature checked) of one of our delegates moves the view of every
+        channel whose latest proof it holds."""
+        if watcher not in self.delegates:
+            return
+        held = [
+            (network, partner, channel.partner.nonce)
+            for (network, partner), channel in self.runtime.state.channels.items()
+            if watcher in self.book.delegates_of(network, partner)
+        ]
+        before = [self.book.view(network, partner, nonce) for network, partner, nonce in held]
+        if not self.book.heard(watcher, view_time):
+            return
+        for (network, partner, nonce), old in zip(held, before, strict=True):
+            self._tell_view(network, partner, nonce, old)
+
+    def _tell_view(
+        self, network: Address, partner: Address, nonce: int, before: int | None
+    ) -> None:
+        if self.on_delegate_view is None:
+            return
+        after = self.book.view(network, partner, nonce)
+        if after is not None and after != before:
+            try:
+                self.on_delegate_view(network, partner, after)
+            except Exception:
+                log.exception("on_delegate_view raised")
 
     def views(self) -> dict[ChannelKey, int]:
         """The delegates' view time per channel, for our latest proof from each partner."""

@@ -229,6 +229,7 @@ class WatchService:
             log.debug("beacon of 0x%s ignored: %s", beacon.watcher.hex(), verdict.why)
             return
         self.stats["beacons"] += 1
+        self.delegator.on_beacon(beacon.watcher, beacon.view_time)
         if not verdict.forward:
             return
         data = encode(beacon.hop())

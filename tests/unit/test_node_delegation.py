@@ -224,3 +224,18 @@ def test_on_ack__delegate_blind__the_same_proof_offered_again_later(setup: Setup
     assert setup.flush() == []
     clock[0] += 31
     assert [r.nonce for _, r in setup.flush()] == [1]
+
+
+def test_on_beacon__delegate_holding_our_latest_proof__its_view_moves_on(setup: Setup) -> None:
+    setup.pay(setup.b, setup.a)
+    request = setup.flush()[0][1]
+    setup.delegator.on_ack(setup.w, WatchAck(request.request_id, Reason.ACCEPTED, Timestamp(50)))
+    assert setup.views == [(TOKEN_NETWORK, setup.b, 50)]
+    setup.delegator.on_beacon(setup.w, 40)  # older than its ack: nothing new
+    setup.delegator.on_beacon(setup.b, 90)  # not a delegate of ours
+    setup.delegator.on_beacon(setup.w, 70)
+    assert setup.views == [(TOKEN_NETWORK, setup.b, 50), (TOKEN_NETWORK, setup.b, 70)]
+    setup.pay(setup.b, setup.a)  # a newer proof the delegate does not hold yet
+    setup.delegator.on_beacon(setup.w, 80)
+    assert setup.delegator.views() == {}
+    assert len(setup.views) == 2
