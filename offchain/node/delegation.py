@@ -16,9 +16,10 @@ An acknowledgement is recorded (event ``delegate_ack``) with the delegate's view
 ``on_delegate_view(network, partner, view_time)`` is called when the view that covers
 our LATEST proof from that partner changes (the safety window of docs/offline.md counts
 from it): on an acknowledgement, and on a delegate's signed beacon, whose later view
-time covers every proof that delegate acknowledged (it has watched them since). A refusal is recorded (event ``delegate_refused``, with the reason); the same
-proof goes to that delegate again only after ``RETRY_REFUSED`` seconds when the reason
-may pass (the delegate was blind or full), never when it holds (stale, forged, unpaid).
+time covers every proof that delegate acknowledged (it has watched them since). A
+refusal is recorded (event ``delegate_refused``, with the reason); the same proof goes to
+that delegate again only after ``RETRY_REFUSED`` seconds when the reason may pass (the
+delegate was blind or full), never when it holds (stale, forged, unpaid).
 
 Does not belong here: building or signing the request (``offchain.watch.client``), the
 watcher's side (``watcher``), routing payloads (``watch_service``).

@@ -41,6 +41,7 @@ from offchain.watch.beacons import BeaconBook
 from offchain.watch.errors import WireError
 from offchain.watch.wire import (
     REQUEST_ID_LENGTH,
+    Action,
     Answer,
     ChainBeacon,
     Reason,
@@ -200,7 +201,10 @@ class WatchService:
         if isinstance(answer, WatchOutcome):
             self._record_outcome(origin, answer)
         if waiting is not None:
-            if isinstance(answer, WatchAck) and not answer.accepted:
+            refused = isinstance(answer, WatchAck) and not answer.accepted
+            # A gateway request has one outcome; a delegation may have two (update, settle).
+            final = isinstance(answer, WatchOutcome) and answer.action is not Action.UPDATE
+            if refused or final:
                 self._requests.pop(answer.request_id, None)
             callback = waiting[1]
             if callback is not None:
