@@ -17,7 +17,8 @@ of inputs (group commit):
 
 The schema is versioned (``PRAGMA user_version``) and upgraded in place by ``MIGRATIONS``;
 a database newer than the code is refused, never altered. The chain layer's tables
-(its cursor, channel directory and outbox) are a migration here too: one database.
+(its cursor, channel directory and outbox) are a migration here too, and so are the
+watch service's (``watch_store``): one database.
 
 A lock file (``fcntl.flock``) stops a second process from opening the same database: two
 runtimes signing from one state would sign two different proofs with one nonce.
