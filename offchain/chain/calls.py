@@ -5,8 +5,8 @@ Belongs here: ``ContractCall`` (target, calldata, value, a readable description)
 pure function per contract operation, ABI-encoded from the shipped artifacts (so an
 argument list that drifts from the contracts fails at once): token approval, open (with
 or without deposit), deposit, withdraw, cooperative settle, close, update the non-closing
-proof, settle, unlock, register a secret; and ``for_effect``, the mapping of each
-``ContractSend*`` effect to its call for our node.
+proof (ourselves, or as the non-closer's delegate), settle, unlock, register a secret;
+and ``for_effect``, the mapping of each ``ContractSend*`` effect to its call for our node.
 
 Which participant an argument names follows the contracts (docs/spec.md §3): a close is
 (closer = us, non-closer = partner, the partner's proof); an update is (closer = partner,
@@ -48,10 +48,14 @@ from offchain.protocol.transitions import (
 )
 from offchain.protocol.types import (
     ZERO_ADDRESS,
+    AdditionalHash,
     Address,
+    BalanceHash,
     Generation,
     Locksroot,
+    Nonce,
     Secret,
+    Signature,
     TokenAmount,
 )
 
@@ -233,6 +237,37 @@ def update_non_closing(
         ZERO_ADDRESS,
         0,
         b"",
+    )
+
+
+def update_non_closing_delegated(
+    network: Address,
+    closer: Address,
+    non_closer: Address,
+    nonce: Nonce,
+    balance_hash: BalanceHash,
+    additional_hash: AdditionalHash,
+    closing_signature: Signature,
+    delegate: Address,
+    reward: TokenAmount,
+    delegation_signature: Signature,
+) -> ContractCall:
+    """A delegate submits the closer's proof for the non-closer: the closer's signed
+    balance proof and the non-closer's ``Delegation`` of exactly it to ``delegate`` (the
+    sender of this transaction) for ``reward``, paid at settle (docs/spec.md §5)."""
+    return _call(
+        network,
+        "token_network",
+        "update_non_closing_balance_proof",
+        closer,
+        non_closer,
+        nonce,
+        balance_hash,
+        additional_hash,
+        closing_signature,
+        delegate,
+        reward,
+        delegation_signature,
     )
 
 

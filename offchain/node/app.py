@@ -2,9 +2,10 @@
 
 Belongs here: ``Node``, which builds every part from a ``NodeConfig`` and a key, starts
 and stops them in order, routes mesh payloads (protocol messages to the runtime, capacity
-announcements to the graph view), keeps the core's graph current, gossips our channels'
-capacities, and implements ``NodeService`` for the API: each method turns a request into
-core inputs or chain transactions and reads the answer back from the state and the store.
+announcements to the graph view, 0xA2 watch payloads to the watch service), keeps the
+core's graph current, gossips our channels' capacities, and implements ``NodeService``
+for the API: each method turns a request into core inputs or chain transactions and
+reads the answer back from the state and the store.
 
 Does not belong here: HTTP (``offchain.api``), the command line (``main``), protocol
 rules, SQL, JSON-RPC.
@@ -64,6 +65,7 @@ from offchain.node.service import (
 )
 from offchain.node.store import Store
 from offchain.node.transport import MeshTransport
+from offchain.node.watch_service import WatchService
 from offchain.protocol.channel import ChannelPhase, ChannelState, balance, spendable
 from offchain.protocol.locks import channel_id as channel_id_of
 from offchain.protocol.messages import PaymentId
@@ -87,6 +89,7 @@ from offchain.protocol.types import (
     Timestamp,
     TokenAmount,
 )
+from offchain.watch.wire import WATCH_TAG
 
 log = logging.getLogger("smartmesh.node")
 
@@ -190,6 +193,24 @@ class Node:
             warn_lead=config.deadline_warn_lead,
             clock=clock,
         )
+        self.watch = WatchService(
+            runtime=self.runtime,
+            mesh=self.mesh,
+            deployment=deployment,
+            endpoint=self.endpoint,
+            follower=self.follower,
+            sender=self.sender,
+            watch=config.watch,
+            min_reward=config.watch_min_reward,
+            delegates=config.delegates,
+            delegate_reward=config.delegate_reward,
+            clock=clock,
+        )
+        self.bridge.batch_listeners.append(self.watch.on_batch)
+        # The delegates' view of our latest proofs moves the offline window (docs/offline.md).
+        self.watch.on_delegate_view = lambda network, partner, view, nonce: self.on_delegate_view(
+            network, partner, view, nonce=nonce
+        )
         self._graph_task: asyncio.TimerHandle | None = None
         self._last_announced: dict[tuple[Address, Address], tuple[int, int, int]] = {}
         # Raised whenever a channel we did not know appears: its ends may never have
@@ -210,6 +231,7 @@ class Node:
         self.runtime.listen(self._on_effect)
         self.bridge.start()
         self.offline.start()
+        self.watch.start()
         self._graph_changed()
         self._started = True
         log.info("node 0x%s started", self.address.hex())
@@ -220,6 +242,7 @@ class Node:
             return
         self._started = False
         await self.offline.stop()
+        await self.watch.stop()
         await self.bridge.stop()
         await self.runtime.stop()
         self.transport.stop()
@@ -229,6 +252,9 @@ class Node:
     # -- mesh payloads ----------------------------------------------------------------------
 
     def _on_payload(self, origin: bytes, payload: bytes, message_id: bytes) -> None:
+        if payload and payload[0] == WATCH_TAG:
+            self.watch.receive(origin, payload, message_id)
+            return
         if payload and payload[0] == ANNOUNCEMENT_TAG:
             self.transport.acknowledge(origin, message_id)  # gossip: nothing to persist
             try:

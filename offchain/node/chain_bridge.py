@@ -106,6 +106,9 @@ class ChainBridge:
         self._wake = asyncio.Event()
         self.halted: str | None = None
         """Why the follower stopped for good (a reorganisation deeper than allowed)."""
+        self.batch_listeners: list[Callable[[Batch], None]] = []
+        """Called with each batch of confirmed logs once the core has committed its inputs
+        (the watch service reads closes, updates and rewards of others' channels)."""
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -168,6 +171,8 @@ class ChainBridge:
                 changed = True
         if changed:
             self._on_graph_change()
+        for listener in self.batch_listeners:
+            listener(batch)
 
     # -- effects out: the deferred-submission schedule --------------------------------------
 

@@ -71,6 +71,8 @@ PUBLIC_CHAIN_CONFIRMATIONS: Final = 5
 MIN_API_TOKEN_LENGTH: Final = 16
 MAX_SETTLE_WINDOW: Final = 2**32 - 1
 """The contract's limit (``MASK32`` in token_network.vy)."""
+MAX_DELEGATE_REWARD: Final = 2**96 - 1
+"""The contract's ``MAX_REWARD`` (a reward is packed in 96 bits)."""
 
 _LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 TABLES: Final = ("node", "keys", "chain", "api", "mesh", "protocol")
@@ -431,8 +433,34 @@ class NodeConfig:
         default=False,
         metadata=_meta(
             "node",
-            "also watch others' channels and act for them (delegate role; no effect yet)",
+            "also watch others' channels and act on chain for them: delegate and gateway "
+            "(docs/operator.md, 'Running a watcher')",
             _Bool(),
+        ),
+    )
+    watch_min_reward: int = field(
+        default=0,
+        metadata=_meta(
+            "node",
+            "with watch: the least reward (token base units) a delegation must name",
+            _Int(0, MAX_DELEGATE_REWARD),
+        ),
+    )
+    delegates: tuple[bytes, ...] = field(
+        default=(),
+        metadata=_meta(
+            "node",
+            "watchers (0x addresses) kept up to date with our partners' newest proofs",
+            _List(_Address()),
+        ),
+    )
+    delegate_reward: int = field(
+        default=0,
+        metadata=_meta(
+            "node",
+            "reward (token base units) our delegations offer, paid at settle out of our "
+            "share only if the delegate's update stands",
+            _Int(0, MAX_DELEGATE_REWARD),
         ),
     )
     # [keys]

@@ -17,7 +17,8 @@ of inputs (group commit):
 
 The schema is versioned (``PRAGMA user_version``) and upgraded in place by ``MIGRATIONS``;
 a database newer than the code is refused, never altered. The chain layer's tables
-(its cursor, channel directory and outbox) are a migration here too: one database.
+(its cursor, channel directory and outbox) are a migration here too, and so are the
+watch service's (``watch_store``): one database.
 
 A lock file (``fcntl.flock``) stops a second process from opening the same database: two
 runtimes signing from one state would sign two different proofs with one nonce.
@@ -42,7 +43,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from offchain.chain import schema as chain_schema
-from offchain.node import encoding
+from offchain.node import encoding, watch_store
 from offchain.node.errors import StoreError, StoreLockedError
 from offchain.protocol import codec
 from offchain.protocol.routes import ChannelGraph
@@ -139,11 +140,17 @@ _V3: Final = (
     "CREATE INDEX payments_by_status ON payments (status, created_at)",
 )
 
-MIGRATIONS: list[tuple[int, Sequence[str]]] = [(1, _V1), (2, chain_schema.SCHEMA), (3, _V3)]
+MIGRATIONS: list[tuple[int, Sequence[str]]] = [
+    (1, _V1),
+    (2, chain_schema.SCHEMA),
+    (3, _V3),
+    (4, watch_store.SCHEMA),
+]
 """(version, statements): each brings the schema from version - 1 to version. Append
 only; never edit a released one. Version 2 adds the chain layer's follower cursor,
 channel directory and transaction outbox (``offchain.chain.schema``); version 3 the
-initiator of received payments (``payer``) to the payments' key."""
+initiator of received payments (``payer``) to the payments' key; version 4 the watch
+service's requests held and delegations acknowledged (``watch_store``)."""
 
 _PAYMENT_COLUMNS: Final = (
     "direction, payment_id, partner, token_network, amount, fee, status, reason, failed_hop, "
