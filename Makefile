@@ -16,10 +16,10 @@ export APE_DATA_FOLDER := $(CURDIR)/.ape
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/tools/node_modules/.bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install test test-fast lint format bench fuzz demo artifacts clean lock
+.PHONY: help install test test-fast lint format bench fuzz demo demo-offline artifacts clean lock
 
 help: ## List the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 install: $(STAMP) $(ANVIL) ## Create .venv with the pinned dependencies and install anvil
 
@@ -56,6 +56,9 @@ fuzz: install ## Long searches: hypothesis (HYPOTHESIS_PROFILE=fuzz), crashes at
 demo: install ## Start anvil, deploy everything, print the deployment
 	$(PY) -m scripts.demo
 
+demo-offline: install ## The island: blind payments over the mesh, a cheat corrected, proofs to the chain later
+	$(PY) -m scripts.demo_offline
+
 artifacts: install ## Rebuild the ABIs and bytecode shipped in offchain/chain/artifacts
 	$(PY) -m scripts.build_artifacts
 
@@ -63,4 +66,4 @@ lock: ## Re-resolve requirements.in into requirements.lock (needs uv)
 	$(VENV)/bin/uv pip compile requirements.in -p 3.11 --generate-hashes -o requirements.lock
 
 clean: ## Remove build products (keeps .venv and tools)
-	rm -rf .build .ape/.cache bench/results.json .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .build build .ape/.cache bench/results.json .pytest_cache .mypy_cache .ruff_cache
