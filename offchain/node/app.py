@@ -295,6 +295,8 @@ class Node:
 
     def _refresh_graph(self) -> None:
         self._graph_task = None
+        for announcement in self.graph.released():  # came before the chain showed the open
+            self._forward(announcement, exclude={announcement.signer})
         state = self.runtime.state
         now = int(self.clock())
         if self.graph.channel_count() > self._channels_seen:

@@ -8,7 +8,12 @@ merges three sources into the ``ChannelGraph`` the core routes on:
 2. announcements, each signed by the side it describes, accepted only for a channel the
    chain says is open between the signer and the partner named, only when newer than the
    last one from that signer for that channel, and at most ``min_interval_ms`` apart per
-   (signer, channel) (the rate limit that stops a flood of valid updates);
+   (signer, channel) (the rate limit that stops a flood of valid updates). One about a
+   channel our follower has not seen yet is kept aside (the newest per signer and channel,
+   at most ``EARLY_LIMIT`` in all) and taken when the chain shows the channel open: nodes
+   see a new channel at slightly different times, and its announcement, which travels
+   faster than the follower polls, would otherwise be lost for good at every node that
+   had not seen the open yet (and not passed on);
 3. our own channels, which we know exactly (our side and what our partner sent us).
 Without an announcement a side's capacity is its deposit minus its withdrawals: an upper
 bound; a route that fails on it is retried elsewhere (the initiator tries several).
@@ -41,6 +46,9 @@ _BODY: Final = struct.Struct(">BQ20s20s20s32s32sIIQ")
 proportional ppm, imbalance ppm, timestamp (Unix milliseconds); then a 65-byte signature."""
 _DOMAIN: Final = b"SmartMesh capacity announcement v1"
 SIGNED_SIZE: Final = _BODY.size + 65
+EARLY_LIMIT: Final = 1024
+"""Announcements of channels the chain does not show (yet) kept aside; the oldest goes
+first when full (a flood of made-up channels only pushes out others' early ones)."""
 
 
 class AnnouncementError(ValidationError):
@@ -139,12 +147,26 @@ class GraphView:
         self._own: dict[tuple[Address, Address], OwnChannel] = {}
         self._own_fees = FeeSchedule()
         self._dirty: set[Address] = set()
+        self._early: dict[tuple[Address, frozenset[Address], Address], Announcement] = {}
+        self._released: list[Announcement] = []
         self.stats = {"accepted": 0, "stale": 0, "unknown_channel": 0, "rate_limited": 0}
 
     def set_channel(self, channel: ChannelRecord) -> None:
-        key = (channel.token_network, frozenset((channel.participant1, channel.participant2)))
+        pair = frozenset((channel.participant1, channel.participant2))
+        key = (channel.token_network, pair)
         self._channels[key] = channel
         self._dirty.add(channel.token_network)
+        if channel.stage is ChannelStage.OPENED:
+            for signer in pair:
+                early = self._early.pop((channel.token_network, pair, signer), None)
+                # Checked against the clock when it came; new now: pass it on.
+                if early is not None and self.accept(early, early.timestamp):
+                    self._released.append(early)
+
+    def released(self) -> list[Announcement]:
+        """Announcements kept aside that the chain now confirms (taken once): to pass on."""
+        taken, self._released = self._released, []
+        return taken
 
     def channel_count(self) -> int:
         """Public channels known (any state): a rise means new nodes to tell about ours."""
@@ -164,15 +186,17 @@ class GraphView:
             self.stats["unknown_channel"] += 1
             return False
         pair = frozenset((announcement.signer, announcement.partner))
+        if announcement.timestamp > now_ms + 60_000:  # a clock far ahead would pin it
+            self.stats["stale"] += 1
+            return False
         channel = self._channels.get((announcement.token_network, pair))
+        if channel is None and len(pair) == 2:
+            self._keep_early(announcement, pair)
         if channel is None or channel.stage is not ChannelStage.OPENED or len(pair) != 2:
             self.stats["unknown_channel"] += 1
             return False
         key = (announcement.token_network, announcement.signer, announcement.partner)
         last = self._announced.get(key)
-        if announcement.timestamp > now_ms + 60_000:  # a clock far ahead would pin it
-            self.stats["stale"] += 1
-            return False
         if last is not None:
             if announcement.timestamp <= last.timestamp:
                 self.stats["stale"] += 1
@@ -184,6 +208,15 @@ class GraphView:
         self._dirty.add(announcement.token_network)
         self.stats["accepted"] += 1
         return True
+
+    def _keep_early(self, announcement: Announcement, pair: frozenset[Address]) -> None:
+        key = (announcement.token_network, pair, announcement.signer)
+        kept = self._early.pop(key, None)
+        if kept is not None and kept.timestamp >= announcement.timestamp:
+            announcement = kept
+        elif len(self._early) >= EARLY_LIMIT:
+            del self._early[next(iter(self._early))]
+        self._early[key] = announcement
 
     def changed(self) -> set[Address]:
         """Token networks whose graph changed since the last call."""

@@ -6,6 +6,7 @@ import pytest
 
 from offchain.chain.inputs import ChannelRecord
 from offchain.node.gossip import (
+    EARLY_LIMIT,
     SIGNED_SIZE,
     Announcement,
     AnnouncementError,
@@ -96,3 +97,31 @@ def test_graph__announcements_over_deposits__own_channels_exact() -> None:
     assert graph.changed() == {TOKEN_NETWORK} and graph.changed() == set()
     result = find_routes(graph.graph(TOKEN_NETWORK), A, C, 50)
     assert result.best is not None and result.best.nodes == (A, B, C)
+
+
+def test_accept__before_the_chain_shows_the_channel__kept_and_taken_once_it_opens() -> None:
+    graph = view()
+    early = announce(2, D, 70, 1_000)  # C-D: announced before our follower saw it open
+    assert not graph.accept(early, now_ms=1_000)
+    assert not graph.accept(announce(2, D, 60, 900), now_ms=1_000)  # older: the newest stays
+    assert graph.released() == []
+    graph.set_channel(record(C, D, 80, 0))
+    assert graph.released() == [early]  # taken once: to pass on
+    assert graph.released() == []
+    edges = {(e.a, e.b): e for e in graph.graph(TOKEN_NETWORK).edges}
+    assert edges[(C, D)].capacity_ab == 70 and edges[(C, D)].schedule_ab == FEES
+    graph.set_channel(record(C, D, 80, 0))  # the same fact again: nothing more to take
+    assert graph.released() == []
+
+
+def test_accept__early_announcements_bounded__oldest_dropped_first() -> None:
+    graph = view()
+    strangers = [address_from_private_key(make_key(100 + i)) for i in range(EARLY_LIMIT)]
+    first = announce(2, D, 70, 1_000)
+    assert not graph.accept(first, now_ms=1_000)
+    for index, stranger in enumerate(strangers):  # a flood of channels nobody opened
+        assert not graph.accept(announce(3, stranger, 1, 1_000 + index), now_ms=1_000)
+    graph.set_channel(record(C, D, 80, 0))
+    assert graph.released() == []  # pushed out by the flood: as before, lost
+    graph.set_channel(record(D, strangers[-1], 10, 0))
+    assert [a.partner for a in graph.released()] == [strangers[-1]]
