@@ -74,7 +74,10 @@ WAIT: Final = 60.0
 BLOCK_TIME: Final = 2.0
 LEARNING: Final = ("capacity", "no_route", "fee_too_high")
 """Failures of a payment sent before the payer's graph holds every capacity and fee (the
-announcements are still on their way): tried again."""
+announcements are still on their way): tried again, a few times only: a lock refused on
+the way is given back by a lock the other way, and both stay pending (capacity held on
+each side) until they expire."""
+ATTEMPTS: Final = 4
 EVENTS: Final = (
     "ChannelClosed",
     "NonClosingBalanceProofUpdated",
@@ -347,7 +350,7 @@ class Demo:
         self.view = chain.mine()
         for name in NAMES:
             await self.until(lambda name=name: self.viewed(name, self.view))
-        await asyncio.sleep(1.0)  # the capacity announcements go round
+        await asyncio.sleep(2.0)  # the capacity announcements go round
 
     async def blackout(self) -> None:
         for index in range(len(LINE)):
@@ -633,13 +636,13 @@ class Demo:
 
     async def pay(self, payer: str, payee: str, amount: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
-        for _ in range(40):
+        for _ in range(ATTEMPTS):
             result = await self.api[payer].pay(
                 self.chain.token, self.addresses[payee], amount, wait=WAIT
             )
             if result["status"] != "failed" or result["reason"] not in LEARNING:
                 break
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(1.0)
         if result.get("status") != "succeeded":
             raise RuntimeError(f"{payer} -> {payee} did not succeed: {result}")
         return result
@@ -762,8 +765,11 @@ class Demo:
         return bool(channel["status"] == "settled")
 
     async def locks_drained(self) -> bool:
+        """No lock pending but given-back pairs (a refused lock and the lock that returns
+        it, which cancel out until they expire)."""
         for client in self.api.values():
-            if await client.pending():
+            pending = [p["secrethash"] + p["partner"] for p in await client.pending()]
+            if any(pending.count(lock) != 2 for lock in pending):
                 return False
         return True
 
