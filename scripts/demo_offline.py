@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import shutil
@@ -341,22 +342,23 @@ class Demo:
         api, chain = self.api, self.chain
         for left, right in PAIRS:
             await api[left].open_channel(chain.token, self.addresses[right], DEPOSIT)
-            await self.until(lambda right=right, left=left: self.has_channel(right, left))
+            await self.until(functools.partial(self.has_channel, right, left))
             await api[right].deposit(chain.token, self.addresses[left], DEPOSIT)
             chain.learn_channel(self.addresses[left], self.addresses[right])
         self.log(
-            f"channels A-B, B-C, C-D, D-E open, {tkn(DEPOSIT)} deposited by each side", "chain"
+            f"channels A-B, B-C, C-D, D-E open, {tkn(DEPOSIT)} deposited by each side",
+            where="chain",
         )
         self.view = chain.mine()
         for name in NAMES:
-            await self.until(lambda name=name: self.viewed(name, self.view))
+            await self.until(functools.partial(self.viewed, name, self.view))
         await asyncio.sleep(2.0)  # the capacity announcements go round
 
     async def blackout(self) -> None:
         for index in range(len(LINE)):
             self.isle.cut_chain(index)
         for name in LINE:
-            await self.until(lambda name=name: self.blind(name))
+            await self.until(functools.partial(self.blind, name))
         self.picture.blind = frozenset(LINE)
         how = (
             "chain0 set down in each namespace: Network is unreachable"
@@ -521,7 +523,7 @@ class Demo:
         closers = (("A", "B"), ("D", "C"), ("E", "D"))
         closing = [asyncio.create_task(self.close(name, partner)) for name, partner in closers]
         for name, _ in closers:
-            await self.until(lambda name=name: self.pending(name, "cooperative_settle"))
+            await self.until(functools.partial(self.pending, name, "cooperative_settle"))
         self.log(
             "A-B, C-D, D-E: cooperative settles signed by both sides over the mesh; the "
             "transactions wait in A's, D's and E's schedules",

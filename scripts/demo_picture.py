@@ -141,13 +141,11 @@ def _anchor(picture: Picture, where: str, slot: int) -> tuple[float, float]:
     if where == "uplinks":
         return 40 + shift, BUS_Y
     if where in ("path1", "path2"):
-        y = LINE_Y - (PATH1 if where == "path1" else PATH2)
-        return 40 + shift, y
+        return 40 + shift, LINE_Y - (PATH1 if where == "path1" else PATH2)
     if "-" in where:
         left, right = where.split("-", 1)
         return (_x(picture, left) + _x(picture, right)) / 2 - 20 + shift, LINE_Y
-    x, y = _x(picture, where), _y(picture, where)
-    return x + NODE_R + 12 + shift, y - NODE_R + 4
+    return _x(picture, where) + NODE_R + 12 + shift, _y(picture, where) - NODE_R + 4
 
 
 def _path(picture: Picture, path: Path, index: int) -> str:
