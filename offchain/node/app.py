@@ -208,9 +208,7 @@ class Node:
         )
         self.bridge.batch_listeners.append(self.watch.on_batch)
         # The delegates' view of our latest proofs moves the offline window (docs/offline.md).
-        self.watch.on_delegate_view = lambda network, partner, view, nonce: self.on_delegate_view(
-            network, partner, view, nonce=nonce
-        )
+        self.watch.on_delegate_view = self._delegate_view
         self._graph_task: asyncio.TimerHandle | None = None
         self._last_announced: dict[tuple[Address, Address], tuple[int, int, int]] = {}
         # Raised whenever a channel we did not know appears: its ends may never have
@@ -389,6 +387,11 @@ class Node:
         """A delegate holds our latest proof from ``partner`` and sees the chain up to
         ``view_time`` (None: it holds it no more); see ``OfflineMonitor.on_delegate_view``."""
         self.offline.on_delegate_view(token_network, partner, view_time, delegate, nonce)
+
+    def _delegate_view(
+        self, network: Address, partner: Address, view_time: int, nonce: int, delegate: Address
+    ) -> None:
+        self.on_delegate_view(network, partner, view_time, delegate, nonce)
 
     def tokens(self) -> list[TokenInfo]:
         return [

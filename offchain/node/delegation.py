@@ -13,13 +13,13 @@ goes when its answer (or the mesh's "expired") comes back, with whatever is newe
 so an unreachable delegate costs one queued message per channel, not one per payment.
 
 An acknowledgement is recorded (event ``delegate_ack``) with the delegate's view time;
-``on_delegate_view(network, partner, view_time, nonce)`` is called when the view that covers
-our LATEST proof from that partner changes (the safety window of docs/offline.md counts
-from it): on an acknowledgement, and on a delegate's signed beacon, whose later view
-time covers every proof that delegate acknowledged (it has watched them since). A
-refusal is recorded (event ``delegate_refused``, with the reason); the same proof goes to
-that delegate again only after ``RETRY_REFUSED`` seconds when the reason may pass (the
-delegate was blind or full), never when it holds (stale, forged, unpaid).
+``on_delegate_view(network, partner, view_time, nonce, delegate)`` is called when the view
+that covers our LATEST proof from that partner changes (the safety window of
+docs/offline.md counts from it): on an acknowledgement, and on a delegate's signed beacon,
+whose later view time covers every proof that delegate acknowledged (it has watched them
+since). A refusal is recorded (event ``delegate_refused``, with the reason); the same
+proof goes to that delegate again only after ``RETRY_REFUSED`` seconds when the reason may
+pass (the delegate was blind or full), never when it holds (stale, forged, unpaid).
 
 Does not belong here: building or signing the request (``offchain.watch.client``), the
 watcher's side (``watcher``), routing payloads (``watch_service``).
@@ -63,8 +63,9 @@ ChannelKey = tuple[Address, Address]
 DelegateKey = tuple[Address, Address, Address]
 """(token network, partner, delegate)."""
 Send = Callable[[Address, bytes, float], bytes | None]
-ViewCallback = Callable[[Address, Address, int, int], None]
-"""(token network, partner, view time, nonce of the partner's proof the view covers)."""
+ViewCallback = Callable[[Address, Address, int, int, Address], None]
+"""(token network, partner, view time, nonce of the partner's proof the view covers, the
+delegate whose view it is)."""
 
 
 class DelegationBook:
@@ -102,11 +103,17 @@ class DelegationBook:
         """The newest view time among the delegates that acknowledged a proof of
         ``partner`` with at least ``nonce`` (its view when it acknowledged, or a later
         one from its beacons: it has watched that proof since); None if none did."""
-        best: int | None = None
+        found = self.best(network, partner, nonce)
+        return None if found is None else found[0]
+
+    def best(self, network: Address, partner: Address, nonce: int) -> tuple[int, Address] | None:
+        """``view`` and the delegate that has it (the merchant view names who covers)."""
+        best: tuple[int, Address] | None = None
         for (n, p, delegate), acked in self._acked.items():
             if n == network and p == partner and acked.rank[0] >= nonce:
                 seen = max(acked.view_time, self._beacons.get(delegate, 0))
-                best = seen if best is None else max(best, seen)
+                if best is None or seen > best[0]:
+                    best = (seen, delegate)
         return best
 
     def views(self, latest: Mapping[ChannelKey, int]) -> dict[ChannelKey, int]:
@@ -344,10 +351,11 @@ class Delegator:
     ) -> None:
         if self.on_delegate_view is None:
             return
-        after = self.book.view(network, partner, nonce)
-        if after is not None and after != before:
+        found = self.book.best(network, partner, nonce)
+        after = None if found is None else found[0]
+        if found is not None and after != before:
             try:
-                self.on_delegate_view(network, partner, after, nonce)
+                self.on_delegate_view(network, partner, found[0], nonce, found[1])
             except Exception:
                 log.exception("on_delegate_view raised")
 

@@ -114,8 +114,8 @@ class WatchService:
 
     @property
     def on_delegate_view(self) -> ViewCallback | None:
-        """Called with (token network, partner, view time, nonce) when the delegates' view that
-        covers our latest proof from that partner changes."""
+        """Called with (token network, partner, view time, nonce, delegate) when the
+        delegates' view that covers our latest proof from that partner changes."""
         return self.delegator.on_delegate_view
 
     @on_delegate_view.setter

@@ -59,7 +59,7 @@ class Setup:
             send=self.mesh.send,
             clock=lambda: 1000.0,
         )
-        self.delegator.on_delegate_view = lambda n, p, v, _nonce: self.views.append((n, p, v))
+        self.delegator.on_delegate_view = lambda n, p, v, _nonce, _who: self.views.append((n, p, v))
         self.payments = 0
 
     def pay(self, sender: Address, receiver: Address, amount: int = 5) -> None:
