@@ -222,6 +222,11 @@ class ChainBridge:
             if not await self._send(key, effect):
                 return
 
+    def intent_key(self, key: WorkKey) -> str:
+        """The outbox key the effect ``key`` is (or will be) sent under now: a blind node's
+        gateway client signs it under the same key, so it is one transaction either way."""
+        return self._intent_key(key)
+
     def _intent_key(self, key: WorkKey) -> str:
         retry = self._retries.get(key, 0)
         base = f"fx:{key[0]}:{key[1]}"

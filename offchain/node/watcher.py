@@ -20,6 +20,10 @@ receipts) and ``Watcher``, which
 A blind watcher (no answer from its endpoint, or no block processed yet) refuses new
 requests ("chain not reachable") and waits: what it holds stays held.
 
+Testing only: ``drop_submissions`` makes a watcher that accepts and acknowledges every
+request (and sends its beacons) but never acts on any: the "gateway that drops
+submissions" of the attack tests (setting ``watch_drop_submissions``).
+
 Does not belong here: the wire format and the decisions (``offchain.watch``), the SQL
 (``watch_store``), the client side (``delegation``), routing 0xA2 payloads
 (``watch_service``).
@@ -362,8 +366,10 @@ class Watcher:
         recipients: Callable[[], Iterable[Address]],
         min_reward: int = 0,
         clock: Callable[[], float] = time.time,
+        drop_submissions: bool = False,
     ) -> None:
         self.key = key
+        self.drop_submissions = drop_submissions
         self.address = address
         self.chain_id = chain_id
         self.deployment = deployment
@@ -582,6 +588,8 @@ class Watcher:
     async def act(self) -> None:
         """One pass: plan every held request, finish what is over, start what is due
         (earliest deadline first)."""
+        if self.drop_submissions:
+            return  # testing only: a watcher that takes requests and does nothing
         if await self.chain.view_time() is None:
             return
         await self.chain.begin_pass()
