@@ -97,6 +97,8 @@ WATCH_INTERVAL: Final = 1.0
 """Seconds between two passes over the held requests (a request or a batch of logs
 starts one at once)."""
 BEACON_INTERVAL: Final = 60.0
+GREET_INTERVAL: Final = 2.0
+"""Seconds between two looks for recipients that have not had a beacon yet."""
 BEACON_TTL: Final = 3
 ANSWER_LIFETIME: Final = 6 * 3600.0
 """Seconds the mesh keeps trying to deliver an ack or an outcome: a blind client learns
@@ -865,18 +867,31 @@ class Watcher:
         ).signed(self.key)
 
     async def _beacon_loop(self) -> None:
+        """A beacon to everyone every ``BEACON_INTERVAL``; in between, every
+        ``GREET_INTERVAL``, one to each recipient that appeared since (a mesh neighbour
+        just met: a blind node coming into range hears of this gateway at once, not up to
+        a minute later)."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), 2.0)
+        greeted: set[Address] = set()
+        last = -BEACON_INTERVAL
         while not self._stop.is_set():
-            try:
-                beacon = await self.beacon()
-            except ChainUnavailable:
-                beacon = None
-            if beacon is not None:
-                data = encode(beacon)
-                targets = set(self.recipients()) | set(self.items.clients())
-                targets.discard(self.address)
-                for target in sorted(targets):
-                    self.send(target, data, BEACON_LIFETIME)
+            targets = set(self.recipients()) | set(self.items.clients())
+            targets.discard(self.address)
+            now = time.monotonic()
+            due = now - last >= BEACON_INTERVAL
+            new = targets if due else targets - greeted
+            if new:
+                try:
+                    beacon = await self.beacon()
+                except ChainUnavailable:
+                    beacon = None
+                if beacon is not None:
+                    data = encode(beacon)
+                    for target in sorted(new):
+                        self.send(target, data, BEACON_LIFETIME)
+                    greeted = targets if due else greeted | new
+                    if due:
+                        last = now
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), BEACON_INTERVAL)
+                await asyncio.wait_for(self._stop.wait(), GREET_INTERVAL)
