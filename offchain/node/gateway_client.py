@@ -118,6 +118,8 @@ UNKNOWN_FEES: Final = Fees(max_fee=100 * 10**9, priority_fee=2 * 10**9)
 """Fees when none were ever seen (the node never saw the chain): 100 gwei, 2 gwei tip."""
 RAW_LIFETIME: Final = 6 * 3600
 """Seconds a gateway keeps broadcasting a transaction that has no deadline of its own."""
+SIGN_WAIT: Final = 5.0
+"""Seconds a round waits for the sender to sign offline before it tries in the next."""
 META_FEES: Final = "gateway.fees"
 META_NONCE: Final = "gateway.nonce"
 
@@ -190,7 +192,9 @@ class GatewayClient:
         self._first_seen: dict[str, float] = {}
         self._labels: dict[str, _Label] = {}
         self._snapshot_at = -SNAPSHOT_EVERY
-        self._was_blind = False
+        self._was_blind = True
+        """Whether the last round was blind (True at first: a restart that finds the chain
+        closes what it had open before the crash)."""
         self._task: asyncio.Task[None] | None = None
         self.stats = {"handed": 0, "done": 0, "signed": 0}
 
@@ -373,13 +377,22 @@ class GatewayClient:
             call = calls.for_effect(
                 effect, self.own, self.deployment.secret_registry, self.follower.directory
             )
-            await self.sender.sign_offline(
-                intent_key,
-                call,
-                gas=RAW_GAS[type(effect)],
-                fees=self._offline_fees(),
-                least_nonce=self._known_nonce(),
+            # The sender's lock may be held by a step waiting on an endpoint that does not
+            # answer: this round goes on without it (the signing waits only for the lock;
+            # once it holds it nothing can interrupt it).
+            await asyncio.wait_for(
+                self.sender.sign_offline(
+                    intent_key,
+                    call,
+                    gas=RAW_GAS[type(effect)],
+                    fees=self._offline_fees(),
+                    least_nonce=self._known_nonce(),
+                ),
+                SIGN_WAIT,
             )
+        except TimeoutError:
+            log.info("%s not signed yet: the sender is busy", type(effect).__name__)
+            return
         except (ChainError, OutboxConflict, TransactionFailed) as exc:
             log.info("%s not signed for a gateway: %s", type(effect).__name__, exc)
             return

@@ -1,5 +1,5 @@
 """The client side of delegation and the watch tables (offchain/node/delegation.py,
-watch_store.py; docs/spec.md §15.6, W-8..W-10).
+watch_store.py; docs/spec.md §15.5-§15.7, W-8..W-10).
 
 Real channel states (two protocol nodes paying each other), a real SQLite store and real
 signatures; the mesh is a list that records what would be sent.

@@ -1,6 +1,7 @@
 """A blind node's hand-offs to gateways: the policy (offchain/watch/handoff.py), the
 tables that keep them (offchain/node/watch_store.py, migration 5), and transactions
-signed without the chain (TxSender.sign_offline; docs/offline.md §4).
+signed without the chain (TxSender.sign_offline; docs/offline.md §4, docs/spec.md §15.6,
+W-11, W-12).
 
 Real SQLite, real signatures; the endpoint of the offline signer is a port nobody
 listens on, so any question to it would fail the test.
