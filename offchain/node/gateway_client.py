@@ -276,7 +276,11 @@ class GatewayClient:
         """Every submission the node would hand now (``signing``: a gateway is known, so
         the schedule's own transactions may be signed for it)."""
         wanted: list[Wanted] = []
-        for key, effect in self.bridge.scheduled():
+        scheduled = self.bridge.scheduled()
+        keys = {self.bridge.intent_key(key) for key, _ in scheduled}
+        for stale in [k for k in self._labels if k not in keys]:
+            del self._labels[stale]
+        for key, effect in scheduled:
             match effect:
                 case ContractSendSecretRegister():
                     wanted.append(self._register(effect.secret, int(effect.deadline)))
@@ -286,7 +290,7 @@ class GatewayClient:
                         wanted.append(unlock)
                 case _:
                     if signing:
-                        await self._sign(key, effect, now)
+                        signing = await self._sign(key, effect, now)
         known = {w.subject for w in wanted}
         for item in self.offline.deadlines(now):
             if item.kind is not DeadlineKind.REGISTER_SECRET or item.pending:
@@ -356,9 +360,10 @@ class GatewayClient:
             partner=effect.partner,
         )
 
-    async def _sign(self, key: tuple[int, int], effect: ContractSend, now: float) -> None:
+    async def _sign(self, key: tuple[int, int], effect: ContractSend, now: float) -> bool:
         """Sign one of the schedule's transactions for a gateway to broadcast (once: the
-        outbox keeps it under the schedule's own key)."""
+        outbox keeps it under the schedule's own key); False when the sender is busy (the
+        round signs nothing more)."""
         intent_key = self.bridge.intent_key(key)
         limit = self.bridge.deadline_of(effect)
         assert not isinstance(effect, ContractSendSecretRegister | ContractSendUnlock)
@@ -370,9 +375,9 @@ class GatewayClient:
         )
         known = self.sender.intent(intent_key)
         if known is not None and known.status is not IntentStatus.QUEUED:
-            return
+            return True
         if limit is not None and now > limit:
-            return  # too late for the chain: the schedule finds it unnecessary or failed
+            return True  # too late for the chain: the schedule finds it unnecessary or failed
         try:
             call = calls.for_effect(
                 effect, self.own, self.deployment.secret_registry, self.follower.directory
@@ -392,11 +397,12 @@ class GatewayClient:
             )
         except TimeoutError:
             log.info("%s not signed yet: the sender is busy", type(effect).__name__)
-            return
+            return False
         except (ChainError, OutboxConflict, TransactionFailed) as exc:
             log.info("%s not signed for a gateway: %s", type(effect).__name__, exc)
-            return
+            return True
         self.stats["signed"] += 1
+        return True
 
     def _raw(self, intent_key: str, raw: bytes, now: float) -> Wanted:
         label = self._labels.get(intent_key)
