@@ -479,8 +479,10 @@ _COVERAGE: Final = {
     "type": "string",
     "enum": [c.value for c in Coverage],
     "description": "Who puts it on chain in time: `self` (this node must reach the chain, "
-    "or hand the proofs to a delegate, before the deadline) or `delegate` (a delegate that "
-    "holds our latest proof and sees the chain).",
+    "or hand the proofs to a delegate, before the deadline), `delegate` (a delegate that "
+    "holds our latest proof and sees the chain) or `gateway` (while blind, the node handed "
+    "it to a gateway of its mesh, named in `delegate`; it still counts the deadline as its "
+    "own until the chain shows it done).",
 }
 _DEADLINE_WHAT: Final = [
     "update_horizon",

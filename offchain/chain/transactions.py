@@ -13,6 +13,16 @@ attempt, waits for ``confirmations``, replaces an attempt that stayed unmined fo
 notices a nonce used by another transaction (the intent is dropped). ``wait`` awaits an
 intent's outcome. A key already confirmed is never sent again.
 
+While the node cannot reach the chain, ``sign_offline`` records and signs an intent
+without asking the endpoint anything (the caller gives the gas limit, the fees and the
+least nonce it knows the account is at) and does not broadcast it: a gateway of the mesh
+broadcasts the signed bytes for the node (docs/offline.md §4). The nonce is never one any
+intent of the outbox was signed with, and the intent keeps it: once the endpoint answers
+again ``step`` finds the gateway's receipt, or broadcasts the same bytes itself, or
+replaces them with the same nonce and higher fees, so two different transactions with
+one nonce are never both out. ``fees_now`` and ``pending_nonce`` read what
+``sign_offline`` needs while the chain is seen.
+
 Does not belong here: the calldata (``calls``), the SQL (``outbox``), deciding what to
 send (the node and the protocol core).
 """
@@ -185,6 +195,45 @@ class TxSender:
         if intent.status is IntentStatus.FAILED:
             raise _failure(intent)
         return intent
+
+    async def sign_offline(
+        self, key: str, call: ContractCall, *, gas: int, fees: Fees, least_nonce: int
+    ) -> Intent:
+        """Record ``call`` under ``key`` and sign it without the endpoint; not broadcast.
+
+        ``least_nonce``: the account's nonce as last known (the chain's pending count); the
+        nonce taken is at least that and above every nonce the outbox used. An intent
+        already signed is returned as it is (its newest attempt holds the bytes to hand
+        on). Raises ``TransactionFailed`` for an intent that failed, ``OutboxConflict`` for
+        a key naming another call.
+        """
+        async with self._lock:
+            intent = self.outbox.add(key, call, None, self.clock())
+            if intent.status is IntentStatus.QUEUED:
+                used = self.outbox.highest_nonce()
+                nonce = max(least_nonce, 0 if used is None else used + 1, self._nonce or 0)
+                attempt = self._signed(call, nonce, gas, self._capped(fees))
+                self.outbox.record_attempt(key, nonce, gas, attempt)
+                self._nonce = nonce + 1
+                logger.info(
+                    "intent %s signed offline: nonce %d, tx 0x%s",
+                    key, nonce, attempt.tx_hash.hex(),
+                )  # fmt: skip
+            intent = self._get(key)
+        if intent.status is IntentStatus.FAILED:
+            raise _failure(intent)
+        return intent
+
+    async def fees_now(self) -> Fees:
+        """The fees a transaction would be priced with now (asks the endpoint)."""
+        return await self._fees()
+
+    async def pending_nonce(self) -> int:
+        """The account's next nonce as the endpoint counts it, pending transactions included."""
+        pending = await self.endpoint.call(
+            "eth_getTransactionCount", self._w3.eth.get_transaction_count(self._from, "pending")
+        )
+        return int(pending)
 
     async def wait(self, key: str, timeout: float | None = None) -> TxOutcome:
         """Await the outcome of ``key``: its receipt with the configured confirmations.

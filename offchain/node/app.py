@@ -2,7 +2,8 @@
 
 Belongs here: ``Node``, which builds every part from a ``NodeConfig`` and a key, starts
 and stops them in order, routes mesh payloads (protocol messages to the runtime, capacity
-announcements to the graph view, 0xA2 watch payloads to the watch service), keeps the
+announcements to the graph view, 0xA2 watch payloads to the watch service), hands due
+submissions to gateways while blind (``gateway_client``), keeps the
 core's graph current, gossips our channels' capacities, and implements ``NodeService``
 for the API: each method turns a request into core inputs or chain transactions and
 reads the answer back from the state and the store.
@@ -37,6 +38,7 @@ from offchain.chain.sync import ChainFollower, FollowerConfig
 from offchain.chain.transactions import SenderConfig, TxSender
 from offchain.node.chain_bridge import ChainBridge
 from offchain.node.config import NodeConfig
+from offchain.node.gateway_client import GatewayClient
 from offchain.node.gossip import (
     ANNOUNCEMENT_TAG,
     Announcement,
@@ -205,8 +207,21 @@ class Node:
             delegates=config.delegates,
             delegate_reward=config.delegate_reward,
             clock=clock,
+            drop_submissions=config.watch_drop_submissions,
         )
         self.bridge.batch_listeners.append(self.watch.on_batch)
+        # While blind, due submissions go to gateways of the mesh (docs/offline.md §4).
+        self.gateways = GatewayClient(
+            watch=self.watch,
+            bridge=self.bridge,
+            offline=self.offline,
+            sender=self.sender,
+            follower=self.follower,
+            deployment=deployment,
+            delegates=config.delegates,
+            patience=config.gateway_patience,
+            clock=clock,
+        )
         # The delegates' view of our latest proofs moves the offline window (docs/offline.md).
         self.watch.on_delegate_view = self._delegate_view
         self._graph_task: asyncio.TimerHandle | None = None
@@ -230,6 +245,7 @@ class Node:
         self.bridge.start()
         self.offline.start()
         self.watch.start()
+        self.gateways.start()
         self._graph_changed()
         self._started = True
         log.info("node 0x%s started", self.address.hex())
@@ -239,6 +255,7 @@ class Node:
             self.store.close()
             return
         self._started = False
+        await self.gateways.stop()
         await self.offline.stop()
         await self.watch.stop()
         await self.bridge.stop()

@@ -6,7 +6,7 @@ Belongs here: ``ChainBridge``, which
   chain inputs are idempotent);
 - keeps the graph view's chain facts in step with the follower's channel directory;
 - carries out the core's ``ContractSend*`` effects: the deferred-submission schedule
-  (docs/offline.md §4, spec O-5). Each effect waits in the runtime's ``work`` table (the
+  (docs/offline.md §3, spec O-5). Each effect waits in the runtime's ``work`` table (the
   persisted schedule) until it is confirmed or provably unnecessary. Whenever the endpoint
   answers, the waiting effects are taken in order of their chain deadline (earliest
   first; none last); for each the chain is asked first whether it is still needed
@@ -221,6 +221,11 @@ class ChainBridge:
                 continue
             if not await self._send(key, effect):
                 return
+
+    def intent_key(self, key: WorkKey) -> str:
+        """The outbox key the effect ``key`` is (or will be) sent under now: a blind node's
+        gateway client signs it under the same key, so it is one transaction either way."""
+        return self._intent_key(key)
 
     def _intent_key(self, key: WorkKey) -> str:
         retry = self._retries.get(key, 0)

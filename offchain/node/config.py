@@ -463,6 +463,24 @@ class NodeConfig:
             _Int(0, MAX_DELEGATE_REWARD),
         ),
     )
+    gateway_patience: float = field(
+        default=60.0,
+        metadata=_meta(
+            "node",
+            "while blind: seconds a gateway has to acknowledge a submission handed to it, and "
+            "then to report its outcome, before another gateway gets it (docs/offline.md)",
+            _Bounded(0.1, 86_400.0, "S"),
+        ),
+    )
+    watch_drop_submissions: bool = field(
+        default=False,
+        metadata=_meta(
+            "node",
+            "testing only: with watch, accept every request and never act on any (a gateway "
+            "that drops submissions)",
+            _Bool(),
+        ),
+    )
     # [keys]
     keystore: Path = field(
         default=DEFAULT_KEYSTORE,

@@ -12,6 +12,13 @@ where it is behind. At most one request per channel and delegate is in flight: t
 goes when its answer (or the mesh's "expired") comes back, with whatever is newest then,
 so an unreachable delegate costs one queued message per channel, not one per payment.
 
+While the node is blind it also keeps the gateways it picked (``set_gateways``, by the
+gateway client: watchers whose beacons say they see the chain) up to date the same way,
+so that a close by a partner that such a gateway sees is corrected. Gateways are not
+chosen by the user: their acknowledgements are recorded like a delegate's but never move
+the safety window (``on_delegate_view`` counts the configured ``delegates`` only; a
+gateway could be the partner's own device).
+
 An acknowledgement is recorded (event ``delegate_ack``) with the delegate's view time;
 ``on_delegate_view(network, partner, view_time, nonce, delegate)`` is called when the view
 that covers our LATEST proof from that partner changes (the safety window of
@@ -31,7 +38,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -99,29 +106,46 @@ class DelegationBook:
     def delegates_of(self, network: Address, partner: Address) -> list[Address]:
         return [d for (n, p, d) in self._acked if n == network and p == partner]
 
-    def view(self, network: Address, partner: Address, nonce: int) -> int | None:
-        """The newest view time among the delegates that acknowledged a proof of
-        ``partner`` with at least ``nonce`` (its view when it acknowledged, or a later
-        one from its beacons: it has watched that proof since); None if none did."""
-        found = self.best(network, partner, nonce)
+    def view(
+        self,
+        network: Address,
+        partner: Address,
+        nonce: int,
+        among: Collection[Address] | None = None,
+    ) -> int | None:
+        """The newest view time among the delegates (of ``among``, when given) that
+        acknowledged a proof of ``partner`` with at least ``nonce`` (its view when it
+        acknowledged, or a later one from its beacons: it has watched that proof since);
+        None if none did."""
+        found = self.best(network, partner, nonce, among)
         return None if found is None else found[0]
 
-    def best(self, network: Address, partner: Address, nonce: int) -> tuple[int, Address] | None:
+    def best(
+        self,
+        network: Address,
+        partner: Address,
+        nonce: int,
+        among: Collection[Address] | None = None,
+    ) -> tuple[int, Address] | None:
         """``view`` and the delegate that has it (the merchant view names who covers)."""
         best: tuple[int, Address] | None = None
         for (n, p, delegate), acked in self._acked.items():
+            if among is not None and delegate not in among:
+                continue
             if n == network and p == partner and acked.rank[0] >= nonce:
                 seen = max(acked.view_time, self._beacons.get(delegate, 0))
                 if best is None or seen > best[0]:
                     best = (seen, delegate)
         return best
 
-    def views(self, latest: Mapping[ChannelKey, int]) -> dict[ChannelKey, int]:
+    def views(
+        self, latest: Mapping[ChannelKey, int], among: Collection[Address] | None = None
+    ) -> dict[ChannelKey, int]:
         """``view`` for each channel of ``latest`` (partner nonces) that has one: what
         ``ActionSetChainView.delegated`` takes."""
         found = {}
         for (network, partner), nonce in latest.items():
-            view = self.view(network, partner, nonce)
+            view = self.view(network, partner, nonce, among)
             if view is not None:
                 found[(network, partner)] = view
         return found
@@ -153,6 +177,8 @@ class Delegator:
         self.runtime = runtime
         self.book = book
         self.delegates = tuple(dict.fromkeys(delegates))
+        self.gateways: tuple[Address, ...] = ()
+        """Gateways kept up to date too while the node is blind (``set_gateways``)."""
         self.reward = reward
         self.send = send
         self.clock = clock
@@ -171,10 +197,19 @@ class Delegator:
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
-        if not self.delegates:
-            return
         self._stop_listening = self.runtime.listen(self._on_effect)
         self._arm()
+
+    def set_gateways(self, gateways: Sequence[Address]) -> None:
+        """Keep ``gateways`` up to date as well (an empty list: none, the node sees the
+        chain); those just added get every channel's newest proof at once."""
+        chosen = tuple(g for g in dict.fromkeys(gateways) if g not in self.delegates)
+        if chosen != self.gateways:
+            added = set(chosen) - set(self.gateways)
+            self.gateways = chosen
+            if added:
+                log.info("gateways kept up to date: %s", ", ".join("0x" + g.hex() for g in chosen))
+                self._arm()
 
     def stop(self) -> None:
         if self._stop_listening is not None:
@@ -187,7 +222,8 @@ class Delegator:
     # -- what changed -----------------------------------------------------------------------
 
     def _on_effect(self, effect: Effect) -> None:
-        self._arm()
+        if self.delegates or self.gateways:
+            self._arm()
 
     def _arm(self, delay: float | None = None) -> None:
         if self._timer is None and self._stop_listening is not None:
@@ -204,7 +240,7 @@ class Delegator:
             if not client.delegable(channel):
                 continue
             rank = (int(channel.partner.nonce), int(channel.our.nonce))
-            for delegate in self.delegates:
+            for delegate in self.delegates + self.gateways:
                 if delegate in (partner, own):
                     continue  # the closer cannot watch itself, nor we ourselves
                 key = (network, partner, delegate)
@@ -304,7 +340,11 @@ class Delegator:
             "view_time": int(ack.view_time),
         }
         latest = self.runtime.state.channels.get((network, partner))
-        before = None if latest is None else self.book.view(network, partner, latest.partner.nonce)
+        before = (
+            None
+            if latest is None
+            else self.book.view(network, partner, latest.partner.nonce, self.delegates)
+        )
         now = self.clock()
         if ack.accepted:
             self.stats["acked"] += 1
@@ -340,7 +380,10 @@ class Delegator:
             for (network, partner), channel in self.runtime.state.channels.items()
             if watcher in self.book.delegates_of(network, partner)
         ]
-        before = [self.book.view(network, partner, nonce) for network, partner, nonce in held]
+        before = [
+            self.book.view(network, partner, nonce, self.delegates)
+            for network, partner, nonce in held
+        ]
         if not self.book.heard(watcher, view_time):
             return
         for (network, partner, nonce), old in zip(held, before, strict=True):
@@ -351,7 +394,7 @@ class Delegator:
     ) -> None:
         if self.on_delegate_view is None:
             return
-        found = self.book.best(network, partner, nonce)
+        found = self.book.best(network, partner, nonce, self.delegates)
         after = None if found is None else found[0]
         if found is not None and after != before:
             try:
@@ -366,4 +409,4 @@ class Delegator:
             for key, channel in self.runtime.state.channels.items()
             if client.delegable(channel)
         }
-        return self.book.views(latest)
+        return self.book.views(latest, self.delegates)

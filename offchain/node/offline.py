@@ -16,7 +16,11 @@ Belongs here: ``OfflineMonitor``, which once a second
   every deferred submission not confirmed), once each;
 and answers the API's questions: the deadlines (``deadlines``: the core's
 ``offline.deadlines`` with the schedule's transactions and the chain's settle deadlines),
-the earliest one that matters, and the merchant view of a received payment (``risk``).
+who covers each (``coverage``: the node itself, a delegate, or, while blind, a gateway it
+handed the submission to: ``gateway_cover``, set by the gateway client), the earliest one
+that matters, and the merchant view of a received payment (``risk``). A deadline a
+gateway reported done is not warned about (the node still lists it until it sees the
+chain itself: the gateway's word is not proof).
 
 Does not belong here: the rules of the window (``offchain.protocol.offline``), sending
 transactions (``chain_bridge``), delegation (the watch service), HTTP.
@@ -52,6 +56,9 @@ SKEW_LOG_EVERY: Final = 600.0
 META_LAST_SEEN: Final = "offline.last_seen"
 META_VIEW_TIME: Final = "offline.view_time"
 WARNING_TEXT: Final = "reach the chain before {when} or hand the proofs to a delegate"
+
+GatewayCover = Callable[[Deadline], "tuple[Address, bool] | None"]
+"""(gateway, done) when a gateway was handed what a deadline asks for, else None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +104,8 @@ class OfflineMonitor:
         self.chain_status: Callable[[], ChainStatus] = status or (lambda: follower.status)
         """The follower's status (a test may give its own)."""
         self._delegates: dict[ChannelKey, DelegateView] = {}
+        self.gateway_cover: GatewayCover | None = None
+        """Who among the gateways covers a deadline (the gateway client sets it)."""
         self._warned: set[tuple[object, ...]] = set()
         self._submitting: asyncio.Future[list[Effect]] | None = None
         self._reachable: bool | None = None
@@ -136,6 +145,11 @@ class OfflineMonitor:
     @property
     def reachable(self) -> bool:
         return bool(self._reachable)
+
+    @property
+    def blind(self) -> bool:
+        """Judged and not seeing the chain (False before the first judgement)."""
+        return self._reachable is False
 
     def blind_since(self) -> float | None:
         """Device time the chain was last seen, while it is not seen now (None otherwise,
@@ -288,7 +302,19 @@ class OfflineMonitor:
         if item.delegated and item.partner is not None:
             seen = self._delegates.get((item.token_network, item.partner))
             return Coverage.DELEGATE, None if seen is None else seen.delegate
+        covered = self._gateway(item)
+        if covered is not None:
+            return Coverage.GATEWAY, covered[0]
         return Coverage.SELF, None
+
+    def _gateway(self, item: Deadline) -> tuple[Address, bool] | None:
+        if self.gateway_cover is None:
+            return None
+        try:
+            return self.gateway_cover(item)
+        except Exception:  # our bug: coverage is shown, never needed to run
+            log.exception("gateway coverage raised")
+            return None
 
     def text(self, item: Deadline) -> str:
         if item.deadline is None:
@@ -301,6 +327,9 @@ class OfflineMonitor:
                 continue
             if now < item.deadline - self.warn_lead:
                 continue
+            by_gateway = self._gateway(item)
+            if by_gateway is not None and by_gateway[1]:
+                continue  # a gateway reports it done
             key = (item.kind, item.token_network, item.partner, item.secrethash, item.deadline)
             if key in self._warned:
                 continue

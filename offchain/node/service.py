@@ -126,6 +126,7 @@ class Coverage(enum.Enum):
 
     SELF = "self"  # this node, which must reach the chain (or a delegate) before the deadline
     DELEGATE = "delegate"  # a delegate that holds our latest proof and sees the chain
+    GATEWAY = "gateway"  # handed to a gateway of the mesh while blind (docs/offline.md §4)
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,12 +145,14 @@ MIGRATIONS: list[tuple[int, Sequence[str]]] = [
     (2, chain_schema.SCHEMA),
     (3, _V3),
     (4, watch_store.SCHEMA),
+    (5, watch_store.CLIENT_SCHEMA),
 ]
 """(version, statements): each brings the schema from version - 1 to version. Append
 only; never edit a released one. Version 2 adds the chain layer's follower cursor,
 channel directory and transaction outbox (``offchain.chain.schema``); version 3 the
 initiator of received payments (``payer``) to the payments' key; version 4 the watch
-service's requests held and delegations acknowledged (``watch_store``)."""
+service's requests held and delegations acknowledged (``watch_store``); version 5 a blind
+node's hand-offs to gateways (``watch_store.CLIENT_SCHEMA``)."""
 
 _PAYMENT_COLUMNS: Final = (
     "direction, payment_id, partner, token_network, amount, fee, status, reason, failed_hop, "

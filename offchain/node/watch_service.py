@@ -6,8 +6,9 @@ stops, and hands 0xA2 payloads (``receive``) and confirmed log batches (``on_bat
   the ``Watcher`` when the node runs the watch role (``watch = true``); otherwise they are
   refused at once ("not watching");
 - answers (``WatchAck``, ``WatchOutcome``) go to the ``Delegator`` (its updates) or to
-  whoever made the request through ``request`` (a blind node's gateway requests), and are
-  recorded (events ``watch_outcome`` on the client side too);
+  whoever made the request through ``request`` and to the ``answer_listeners`` (a blind
+  node's hand-offs to gateways, ``gateway_client``), and are recorded (events
+  ``watch_outcome`` on the client side too);
 - beacons are checked into the ``BeaconBook`` and passed on along our channels with one
   hop less, like capacity announcements.
 Gossip (beacons) and undecodable payloads are acknowledged at once; answers once they are
@@ -77,6 +78,7 @@ class WatchService:
         delegates: tuple[bytes, ...] = (),
         delegate_reward: int = 0,
         clock: Callable[[], float] = time.time,
+        drop_submissions: bool = False,
     ) -> None:
         self.runtime = runtime
         self.mesh = mesh
@@ -107,9 +109,13 @@ class WatchService:
                 recipients=self._recipients,
                 min_reward=min_reward,
                 clock=clock,
+                drop_submissions=drop_submissions,
             )
         self._requests: dict[bytes, tuple[Address, AnswerCallback | None]] = {}
         self._stop_listening: Callable[[], None] | None = None
+        self.answer_listeners: list[AnswerCallback] = []
+        """Called with every answer that is not the delegator's (before the mesh message is
+        acknowledged: a listener that records it makes it safe to acknowledge)."""
         self.stats = {"invalid": 0, "beacons": 0, "forwarded": 0}
 
     @property
@@ -200,6 +206,11 @@ class WatchService:
             waiting = None  # only the watcher asked answers
         if isinstance(answer, WatchOutcome):
             self._record_outcome(origin, answer)
+        for listener in self.answer_listeners:
+            try:
+                listener(origin, answer)
+            except Exception:
+                log.exception("a watch answer listener raised")
         if waiting is not None:
             refused = isinstance(answer, WatchAck) and not answer.accepted
             # A gateway request has one outcome; a delegation may have two (update, settle).

@@ -6,7 +6,12 @@ Belongs here: ``SCHEMA`` (run by the node's migrations, ``store.MIGRATIONS``) an
   what it is about, its deadline) and what became of it; a request is written before it
   is acknowledged, so a watcher never promises what a crash can make it forget;
 - ``delegations``: on the client side, per (token network, partner, delegate), the proof
-  (nonce, own nonce) the delegate acknowledged last and the chain time it said it saw.
+  (nonce, own nonce) the delegate acknowledged last and the chain time it said it saw;
+- ``gateway_handoffs`` and ``gateway_tries`` (``CLIENT_SCHEMA``, migration 5): on the
+  client side, what a blind node handed to gateways (the request as sent, what it is
+  about, its deadlines, what became of it) and each gateway it went to with its answers;
+  written before the request is sent, so a crash never forgets a hand-off nor makes a
+  second one of the same submission.
 
 Ranks (``DelegateUpdate.rank``: the closer's nonce, then the own nonce) are stored as 16
 big-endian bytes so that SQLite compares them as the numbers they are.
@@ -44,6 +49,24 @@ SCHEMA: Final[tuple[str, ...]] = (
 )
 
 
+CLIENT_SCHEMA: Final[tuple[str, ...]] = (
+    # subject: what the submission is (one row per subject, ever: ``secret:<hash>``,
+    # ``unlock:...``, ``raw:<tx hash>``); what/token_network/partner/secrethash: the
+    # deadline it covers (``GET /deadlines``); state: handoff.HandState.
+    """CREATE TABLE gateway_handoffs (
+        request_id BLOB PRIMARY KEY, subject TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+        what TEXT NOT NULL, token_network BLOB, partner BLOB, secrethash BLOB,
+        payload BLOB NOT NULL, act_by REAL, chain_deadline INTEGER, state TEXT NOT NULL,
+        outcome TEXT, gateway BLOB, outcome_tx BLOB, outcome_time INTEGER,
+        created_at REAL NOT NULL, updated_at REAL NOT NULL)""",
+    "CREATE INDEX gateway_handoffs_by_state ON gateway_handoffs (state)",
+    """CREATE TABLE gateway_tries (
+        request_id BLOB NOT NULL, gateway BLOB NOT NULL, handed_at REAL NOT NULL,
+        acked_at REAL, refused INTEGER NOT NULL DEFAULT 0, reason TEXT, outcome TEXT,
+        mined INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (request_id, gateway))""",
+)
+
+
 def pack_rank(rank: tuple[int, int]) -> bytes:
     return rank[0].to_bytes(8, "big") + rank[1].to_bytes(8, "big")
 
@@ -68,6 +91,40 @@ class Item:
     work_tx: bytes | None
     outcome: str | None
     reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Handed:
+    """One submission a blind node handed (or is handing) to gateways."""
+
+    request_id: bytes
+    subject: str
+    kind: str
+    what: str
+    token_network: Address | None
+    partner: Address | None
+    secrethash: bytes | None
+    payload: bytes
+    act_by: float | None
+    chain_deadline: int | None
+    state: str
+    outcome: str | None
+    gateway: Address | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TryRow:
+    """One gateway a submission went to, and its answers."""
+
+    request_id: bytes
+    gateway: Address
+    handed_at: float
+    acked_at: float | None
+    refused: bool
+    reason: str | None
+    outcome: str | None
+    mined: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,3 +275,137 @@ class WatchStore:
                 acked.acked_at,
             ),
         )
+
+    # -- client: hand-offs to gateways ------------------------------------------------------------
+
+    _HANDED: Final = (
+        "request_id, subject, kind, what, token_network, partner, secrethash, payload, act_by, "
+        "chain_deadline, state, outcome, gateway, created_at"
+    )
+
+    @staticmethod
+    def _handed(row: Any) -> Handed:
+        rid, subject, kind, what, network, partner, secrethash, payload = row[:8]
+        act_by, chain_deadline, state, outcome, gateway, created_at = row[8:]
+        return Handed(
+            request_id=bytes(rid),
+            subject=str(subject),
+            kind=str(kind),
+            what=str(what),
+            token_network=None if network is None else Address(bytes(network)),
+            partner=None if partner is None else Address(bytes(partner)),
+            secrethash=None if secrethash is None else bytes(secrethash),
+            payload=bytes(payload),
+            act_by=None if act_by is None else float(act_by),
+            chain_deadline=None if chain_deadline is None else int(chain_deadline),
+            state=str(state),
+            outcome=None if outcome is None else str(outcome),
+            gateway=None if gateway is None else Address(bytes(gateway)),
+            created_at=float(created_at),
+        )
+
+    def handoff(self, subject: str) -> Handed | None:
+        row = self.conn.execute(
+            f"SELECT {self._HANDED} FROM gateway_handoffs WHERE subject = ?", (subject,)
+        ).fetchone()
+        return None if row is None else self._handed(row)
+
+    def handoff_by_request(self, request_id: bytes) -> Handed | None:
+        row = self.conn.execute(
+            f"SELECT {self._HANDED} FROM gateway_handoffs WHERE request_id = ?", (request_id,)
+        ).fetchone()
+        return None if row is None else self._handed(row)
+
+    def handoffs(self, *states: str) -> list[Handed]:
+        """Hand-offs in these states (all when none given), oldest first."""
+        query = f"SELECT {self._HANDED} FROM gateway_handoffs"
+        if states:
+            query += f" WHERE state IN ({', '.join('?' * len(states))})"
+        query += " ORDER BY created_at, rowid"
+        return [self._handed(row) for row in self.conn.execute(query, states)]
+
+    def add_handoff(self, handed: Handed, now: float) -> None:
+        """Record a new hand-off (call inside a transaction)."""
+        self.conn.execute(
+            "INSERT INTO gateway_handoffs (request_id, subject, kind, what, token_network, "
+            "partner, secrethash, payload, act_by, chain_deadline, state, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                handed.request_id, handed.subject, handed.kind, handed.what,
+                handed.token_network, handed.partner, handed.secrethash, handed.payload,
+                handed.act_by, handed.chain_deadline, handed.state, handed.created_at, now,
+            ),
+        )  # fmt: skip
+
+    def set_handoff_state(
+        self,
+        request_id: bytes,
+        state: str,
+        now: float,
+        *,
+        outcome: str | None = None,
+        gateway: Address | None = None,
+        tx_hash: bytes | None = None,
+        block_time: int | None = None,
+    ) -> None:
+        self.conn.execute(
+            "UPDATE gateway_handoffs SET state = ?, outcome = COALESCE(?, outcome), "
+            "gateway = COALESCE(?, gateway), outcome_tx = COALESCE(?, outcome_tx), "
+            "outcome_time = COALESCE(?, outcome_time), updated_at = ? WHERE request_id = ?",
+            (state, outcome, gateway, tx_hash, block_time, now, request_id),
+        )
+
+    def tries(self, request_id: bytes) -> list[TryRow]:
+        rows = self.conn.execute(
+            "SELECT request_id, gateway, handed_at, acked_at, refused, reason, outcome, mined "
+            "FROM gateway_tries WHERE request_id = ? ORDER BY handed_at, rowid",
+            (request_id,),
+        )
+        found = []
+        for rid, gateway, handed_at, acked_at, refused, reason, outcome, mined in rows:
+            found.append(
+                TryRow(
+                    request_id=bytes(rid),
+                    gateway=Address(bytes(gateway)),
+                    handed_at=float(handed_at),
+                    acked_at=None if acked_at is None else float(acked_at),
+                    refused=bool(refused),
+                    reason=None if reason is None else str(reason),
+                    outcome=None if outcome is None else str(outcome),
+                    mined=bool(mined),
+                )
+            )
+        return found
+
+    def hand(self, request_id: bytes, gateway: Address, now: float) -> None:
+        """Record that ``request_id`` goes to ``gateway`` now (again: its answers so far
+        are forgotten). Call inside a transaction, before sending."""
+        self.conn.execute(
+            "INSERT OR REPLACE INTO gateway_tries (request_id, gateway, handed_at) "
+            "VALUES (?, ?, ?)",
+            (request_id, gateway, now),
+        )
+
+    def answered(
+        self,
+        request_id: bytes,
+        gateway: Address,
+        now: float,
+        *,
+        refused: str | None = None,
+        outcome: str | None = None,
+        mined: bool = False,
+    ) -> bool:
+        """Record a gateway's answer (an acknowledgement, a refusal or an outcome); False
+        when it was never handed that request."""
+        cursor = self.conn.execute(
+            "UPDATE gateway_tries SET acked_at = COALESCE(acked_at, ?), "
+            "refused = MAX(refused, ?), reason = COALESCE(?, reason), "
+            "outcome = COALESCE(?, outcome), mined = MAX(mined, ?) "
+            "WHERE request_id = ? AND gateway = ?",
+            (
+                now, int(refused is not None), refused, outcome, int(mined),
+                request_id, gateway,
+            ),
+        )  # fmt: skip
+        return cursor.rowcount > 0

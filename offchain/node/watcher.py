@@ -20,6 +20,10 @@ receipts) and ``Watcher``, which
 A blind watcher (no answer from its endpoint, or no block processed yet) refuses new
 requests ("chain not reachable") and waits: what it holds stays held.
 
+Testing only: ``drop_submissions`` makes a watcher that accepts and acknowledges every
+request (and sends its beacons) but never acts on any: the "gateway that drops
+submissions" of the attack tests (setting ``watch_drop_submissions``).
+
 Does not belong here: the wire format and the decisions (``offchain.watch``), the SQL
 (``watch_store``), the client side (``delegation``), routing 0xA2 payloads
 (``watch_service``).
@@ -93,6 +97,8 @@ WATCH_INTERVAL: Final = 1.0
 """Seconds between two passes over the held requests (a request or a batch of logs
 starts one at once)."""
 BEACON_INTERVAL: Final = 60.0
+GREET_INTERVAL: Final = 2.0
+"""Seconds between two looks for recipients that have not had a beacon yet."""
 BEACON_TTL: Final = 3
 ANSWER_LIFETIME: Final = 6 * 3600.0
 """Seconds the mesh keeps trying to deliver an ack or an outcome: a blind client learns
@@ -362,8 +368,10 @@ class Watcher:
         recipients: Callable[[], Iterable[Address]],
         min_reward: int = 0,
         clock: Callable[[], float] = time.time,
+        drop_submissions: bool = False,
     ) -> None:
         self.key = key
+        self.drop_submissions = drop_submissions
         self.address = address
         self.chain_id = chain_id
         self.deployment = deployment
@@ -582,6 +590,8 @@ class Watcher:
     async def act(self) -> None:
         """One pass: plan every held request, finish what is over, start what is due
         (earliest deadline first)."""
+        if self.drop_submissions:
+            return  # testing only: a watcher that takes requests and does nothing
         if await self.chain.view_time() is None:
             return
         await self.chain.begin_pass()
@@ -857,18 +867,31 @@ class Watcher:
         ).signed(self.key)
 
     async def _beacon_loop(self) -> None:
+        """A beacon to everyone every ``BEACON_INTERVAL``; in between, every
+        ``GREET_INTERVAL``, one to each recipient that appeared since (a mesh neighbour
+        just met: a blind node coming into range hears of this gateway at once, not up to
+        a minute later)."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), 2.0)
+        greeted: set[Address] = set()
+        last = -BEACON_INTERVAL
         while not self._stop.is_set():
-            try:
-                beacon = await self.beacon()
-            except ChainUnavailable:
-                beacon = None
-            if beacon is not None:
-                data = encode(beacon)
-                targets = set(self.recipients()) | set(self.items.clients())
-                targets.discard(self.address)
-                for target in sorted(targets):
-                    self.send(target, data, BEACON_LIFETIME)
+            targets = set(self.recipients()) | set(self.items.clients())
+            targets.discard(self.address)
+            now = time.monotonic()
+            due = now - last >= BEACON_INTERVAL
+            new = targets if due else targets - greeted
+            if new:
+                try:
+                    beacon = await self.beacon()
+                except ChainUnavailable:
+                    beacon = None
+                if beacon is not None:
+                    data = encode(beacon)
+                    for target in sorted(new):
+                        self.send(target, data, BEACON_LIFETIME)
+                    greeted = targets if due else greeted | new
+                    if due:
+                        last = now
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), BEACON_INTERVAL)
+                await asyncio.wait_for(self._stop.wait(), GREET_INTERVAL)

@@ -142,6 +142,8 @@ CASES: dict[str, tuple[str, str, Any, tuple[str, ...]]] = {
         (),
     ),
     "delegate_reward": (str(2**96 - 1), str(2**96 - 1), 2**96 - 1, ()),
+    "gateway_patience": ("5.5", "5.5", 5.5, ()),
+    "watch_drop_submissions": ("true", "true", True, ()),
     "keystore": ('"/srv/keys"', "/srv/keys", Path("/srv/keys"), ()),
     "account": (f'"{ADDRESS}"', ADDRESS.lower(), bytes.fromhex(ADDRESS[2:]), ()),
     "password_file": ('"{tmp}/password"', "{tmp}/password", "{tmp}/password", ()),

@@ -1,5 +1,5 @@
 """The client side of delegation and the watch tables (offchain/node/delegation.py,
-watch_store.py; docs/spec.md §15.6, W-8..W-10).
+watch_store.py; docs/spec.md §15.5-§15.7, W-8..W-10).
 
 Real channel states (two protocol nodes paying each other), a real SQLite store and real
 signatures; the mesh is a list that records what would be sent.
@@ -239,3 +239,28 @@ def test_on_beacon__delegate_holding_our_latest_proof__its_view_moves_on(setup: 
     setup.delegator.on_beacon(setup.w, 80)
     assert setup.delegator.views() == {}
     assert len(setup.views) == 2
+
+
+def test_set_gateways__blind_node__gateways_get_the_newest_proof_but_never_move_the_window(
+    setup: Setup,
+) -> None:
+    gateway = Address(b"\x77" * 20)
+    setup.pay(setup.b, setup.a)
+    setup.delegator.set_gateways([gateway, setup.w])  # a configured delegate stays one
+    assert setup.delegator.gateways == (gateway,)
+    sent = setup.flush()
+    assert sorted(to for to, _ in sent) == sorted([setup.w, gateway])
+    to_gateway = next(r for to, r in sent if to == gateway)
+    facts = ChannelFacts(to_gateway.generation, 3600, Stage.OPENED)
+    verdict = rules.judge_delegate_update(
+        to_gateway, chain_id=CHAIN_ID, watcher=gateway, min_reward=0, view_time=Timestamp(1),
+        now=Timestamp(1), facts=facts, held=None,
+    )  # fmt: skip
+    assert verdict.accepted, verdict
+    ack = WatchAck(to_gateway.request_id, Reason.ACCEPTED, Timestamp(500))
+    assert setup.delegator.on_ack(gateway, ack)
+    assert setup.book.get(TOKEN_NETWORK, setup.b, gateway) is not None  # recorded
+    assert setup.views == [] and setup.delegator.views() == {}  # a gateway is not trusted
+    setup.delegator.set_gateways([])  # the chain is seen again: no more updates to it
+    setup.pay(setup.b, setup.a)
+    assert [to for to, _ in setup.flush()] == []  # the delegate's first is still in flight

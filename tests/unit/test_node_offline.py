@@ -2,7 +2,7 @@
 
 The chain follower's status is given by the test (``ChainStatus`` values, as the follower
 would report them): seen, stale, silent, from the future. The protocol messages come from
-a real partner core (tests/lib/network.py). Docs: docs/offline.md §1, §3-§6.
+a real partner core (tests/lib/network.py). Docs: docs/offline.md §1, §3, §5-§7.
 """
 
 from __future__ import annotations
