@@ -9,17 +9,23 @@ on a real anvil with the contracts deployed (scripts.deployer, as `make demo --w
    line of channels, and G, a watcher (`watch = true`) that holds no channel, relays on
    the mesh and keeps its uplink. A-E name G as their delegate (`delegates`);
 2. the channels are opened and funded while everyone sees the chain;
-3. the chain is cut for all but G; A pays E across B, C, D (each takes a fee) and E pays
-   back, all blind: the status, the deadlines and E's merchant view show it;
-4. C cheats: it gets an uplink of its own back (an attacker with its own link: on main a
-   blind node's own transactions cannot go through a gateway yet) and closes its channel
-   with B while B is blind, counting on B not putting C's payments to it on chain. G, B's
-   delegate, puts C's newest proof on chain in time; B hears of it over the mesh;
-5. while still blind, A-B, C-D and D-E agree cooperative closes over the mesh; the
-   transactions wait in the nodes' schedules. Connectivity returns and they land; B's own
-   update is found unnecessary (G's is there). After B-C's settle window (an anvil time
-   jump, once the update is mined) B-C settles and G is paid its reward;
-6. every account's final on-chain balance is checked against what the off-chain payments
+3. the chain is cut for all but G, and stays cut for A-E until step 6; A pays E across B,
+   C, D (each takes a fee) and E pays back, all blind: the status, the deadlines and E's
+   merchant view show it;
+4. C cheats: blind, it closes its channel with B through its API while B is blind too,
+   counting on B not putting C's payments to it on chain. C's node signs the close
+   offline and hands it to G, a gateway of its mesh, which broadcasts it; G, B's
+   delegate, then puts B's latest proof from C on chain; B hears of it over the mesh;
+5. still blind, A-B, C-D and D-E agree cooperative settles over the mesh; their initiators
+   sign the transactions offline and hand them to G too, which broadcasts them. Which
+   gateway carried which submission is read from the nodes' events (``gateway_handed``,
+   ``gateway_done``) and ``/deadlines`` (``covered_by: gateway``), and matched to the
+   chain's logs by transaction hash;
+6. connectivity returns; what is left is read from the nodes and the chain: B's own update
+   found unnecessary (G's is there), the transactions G carried found confirmed (no
+   island account sends another), any secret registration or unlock. After B-C's settle
+   window (an anvil time jump) B-C settles and G is paid its reward;
+7. every account's final on-chain balance is checked against what the off-chain payments
    imply (the amounts, each mediator's fee, the delegate's reward): all "ok" and 0 tokens
    created or lost, or the exit code is 1.
 
@@ -38,11 +44,14 @@ import contextlib
 import functools
 import itertools
 import json
+import re
 import shutil
 import sys
+import textwrap
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -87,6 +96,61 @@ EVENTS: Final = (
     "DelegateRewarded",
     "ChannelUnlocked",
 )
+"""The token network's logs the demo tells (with the secret registry's ``SecretRevealed``)."""
+COLUMNS: Final = 100
+"""Width of the text timeline (longer lines are wrapped, hex never broken)."""
+WHAT: Final = {
+    "close": "close",
+    "cooperative_settle": "cooperative settle",
+    "update": "update",
+    "withdraw": "withdraw",
+    "register_secret": "secret registration",
+    "unlock": "unlock",
+    "transaction": "transaction",
+    "ContractSendClose": "close",
+    "ContractSendCoopSettle": "cooperative settle",
+    "ContractSendUpdate": "update of its partner's proof",
+    "ContractSendWithdraw": "withdraw",
+    "ContractSendSecretRegister": "secret registration",
+    "ContractSendUnlock": "unlock",
+}
+"""Words for the ``what`` of gateway events, deadlines and ``submission_unnecessary``."""
+
+
+UNIT: Final = re.compile(r"(\d) (s|TKN)\b")
+GLUE: Final = "\x1f"
+"""Holds a number to its unit while wrapping (textwrap breaks only at ASCII whitespace)."""
+
+
+def wrap(text: str, first: str, rest: str = " " * 12) -> str:
+    """``text`` after ``first``, in lines of at most ``COLUMNS`` characters."""
+    lines = textwrap.wrap(
+        UNIT.sub(rf"\1{GLUE}\2", text),
+        COLUMNS,
+        initial_indent=first,
+        subsequent_indent=rest,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    return "\n".join(lines).replace(GLUE, " ")
+
+
+def possessive(entries: list[Handoff]) -> str:
+    """``C's close; A's, D's, E's cooperative settles``: who handed what, in line order."""
+    groups: dict[str, list[str]] = {}
+    for entry in entries:
+        groups.setdefault(entry.what, []).append(entry.origin)
+    parts = []
+    for what, origins in groups.items():
+        origins.sort(key=lambda name: NAMES.index(name) if name in NAMES else len(NAMES))
+        noun = WHAT.get(what, what) + ("s" if len(origins) > 1 else "")
+        whose = ", ".join(name + "'s" for name in origins)
+        parts.append(f"{whose} {noun}")
+    return "; ".join(parts)
+
+
+def short(tx_hash: str) -> str:
+    return f"{tx_hash[:10]}…"
 
 
 def tkn(amount: int | str, digits: int = 4) -> str:
@@ -112,7 +176,12 @@ class Timeline:
 
     def __init__(self) -> None:
         self.start = time.monotonic()
+        self.wall = time.time()
         self.steps: list[demo_picture.Step] = []
+
+    def since(self, moment: float) -> float:
+        """A device time (an event's ``time``) as seconds since the start."""
+        return moment - self.wall
 
     def __call__(self, text: str, where: str | None = None, tone: str = "chain") -> None:
         """Print ``text``; with ``where`` (see ``demo_picture.Step``) it is a numbered step."""
@@ -122,15 +191,75 @@ class Timeline:
             number = len(self.steps) + 1
             self.steps.append(demo_picture.Step(number, elapsed, text, where, tone))
             mark = f"({number}) "
-        print(f"[{elapsed:7.2f} s] {mark}{text}", flush=True)
+        print(wrap(mark + text, f"[{elapsed:7.2f} s] ", " " * 14), flush=True)
 
     def detail(self, text: str) -> None:
-        print(f"{'':12}{text}", flush=True)
+        print(wrap(text, " " * 12, " " * 14), flush=True)
+
+
+@dataclass(frozen=True)
+class Landed:
+    """One of our contracts' logs, as the demo tells it."""
+
+    name: str
+    text: str
+    sender: str
+    """The name of the account that signed the transaction."""
+    tx_hash: str
+    """0x, lower case."""
+    block: int
+
+    def line(self, carriers: Mapping[str, str]) -> str:
+        """``chain: ...``; with who broadcast it when a gateway did (``carriers``: tx hash ->
+        the gateway's name, from the nodes' ``gateway_done`` events)."""
+        carrier = carriers.get(self.tx_hash)
+        via = f", broadcast by {carrier}" if carrier else ""
+        return f"chain: {self.name} {self.text} (tx from {self.sender}{via}, block {self.block})"
+
+
+def handed_tx(data: Mapping[str, Any]) -> str | None:
+    """The transaction a hand-off carries (its subject names it), if it is one."""
+    subject = str(data.get("subject", ""))
+    return "0x" + subject.removeprefix("raw:") if subject.startswith("raw:") else None
+
+
+@dataclass
+class Handoff:
+    """One submission a blind node handed to gateways, as its events tell it."""
+
+    origin: str
+    kind: str
+    """``raw_transaction`` (signed by the node), ``register_secret``, ``unlock``."""
+    what: str
+    partner: str | None
+    tx_hash: str | None
+    handed_at: float
+    gateways: list[str] = field(default_factory=list)
+    """Each gateway it went to, in order."""
+    refusals: list[str] = field(default_factory=list)
+    status: str | None = None
+    """``confirmed``, ``unnecessary`` or ``failed``; None: no outcome heard."""
+    gateway: str | None = None
+    """The gateway that reported the outcome."""
+    done_at: float | None = None
+
+    def text(self, timeline: Timeline) -> str:
+        partner = f" ({self.partner})" if self.partner else ""
+        tx = f", tx {short(self.tx_hash)}" if self.tx_hash else ""
+        line = (
+            f"{self.origin}: {WHAT.get(self.what, self.what)}{partner}{tx}: to "
+            f"{', '.join(self.gateways) or '-'} at {timeline.since(self.handed_at):.1f} s"
+        )
+        for refusal in self.refusals:
+            line += f", refused by {refusal}"
+        if self.status is None or self.done_at is None:
+            return line + ", no outcome heard yet"
+        return f"{line}, {self.status} by {self.gateway} at {timeline.since(self.done_at):.1f} s"
 
 
 class Chain:
     """The demo's own look at the chain (web3, from the root namespace): funds, balances,
-    the token network's logs as they land, blocks and time jumps."""
+    nonces, our contracts' logs as they land, blocks and time jumps."""
 
     def __init__(self, url: str, manifest: dict[str, Any], token: str) -> None:
         self.url = url
@@ -150,7 +279,14 @@ class Chain:
             abi=load_artifact("token_network").abi_list(),
             decode_tuples=True,
         )
+        self.secret_registry = Web3.to_checksum_address(
+            manifest["contracts"]["SecretRegistry"]["address"]
+        )
+        self._registry = self.w3.eth.contract(
+            address=self.secret_registry, abi=load_artifact("secret_registry").abi_list()
+        )
         self._topics = {topic0_of(ContractKind.TOKEN_NETWORK, name): name for name in EVENTS}
+        self._topics[topic0_of(ContractKind.SECRET_REGISTRY, "SecretRevealed")] = "SecretRevealed"
         self._next_block = 0
 
     def name(self, address: str) -> str:
@@ -163,6 +299,10 @@ class Chain:
 
     def balance(self, address: str) -> int:
         return int(self._tokens.functions.balanceOf(Web3.to_checksum_address(address)).call())
+
+    def nonce(self, address: str) -> int:
+        """How many transactions the account has had mined."""
+        return int(self.w3.eth.get_transaction_count(Web3.to_checksum_address(address)))
 
     def now(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"])
@@ -199,30 +339,38 @@ class Chain:
         """``new_logs`` starts after the newest block."""
         self._next_block = int(self.w3.eth.block_number) + 1
 
-    def new_logs(self) -> list[str]:
-        """The token network's logs mined since the last call, one line each."""
+    def new_logs(self) -> list[Landed]:
+        """Our contracts' logs mined since the last call."""
         head = int(self.w3.eth.block_number)
         if head < self._next_block:
             return []
         found = self.w3.eth.get_logs(
-            {"address": self.network, "fromBlock": self._next_block, "toBlock": head}
+            {
+                "address": [self.network, self.secret_registry],
+                "fromBlock": self._next_block,
+                "toBlock": head,
+            }
         )
         self._next_block = head + 1
-        lines = []
+        landed = []
         for entry in found:
             name = self._topics.get(bytes(entry["topics"][0]))
             if name is None:
                 continue
-            args = getattr(self._contract.events, name)().process_log(entry)["args"]
+            contract = self._registry if name == "SecretRevealed" else self._contract
+            args = getattr(contract.events, name)().process_log(entry)["args"]
+            tx_hash = "0x" + bytes(entry["transactionHash"]).hex()
             sender = self.name(self.w3.eth.get_transaction(entry["transactionHash"])["from"])
-            block = entry["blockNumber"]
-            lines.append(f"{name} {self._describe(name, args)} (tx from {sender}, block {block})")
-        return lines
+            text = self._describe(name, args)
+            landed.append(Landed(name, text, sender, tx_hash, int(entry["blockNumber"])))
+        return landed
 
     def _describe(self, name: str, args: Any) -> str:
         def who(key: str) -> str:
             return self.name(str(args[key]))
 
+        if name == "SecretRevealed":
+            return f"secrethash 0x{bytes(args['secrethash']).hex()[:8]}…"
         first, second = self.channels.get(bytes(args["channel_id"]), ("?", "?"))
         channel = "-".join(sorted((first, second)))
         match name:
@@ -245,6 +393,11 @@ class Chain:
                     f"{channel}: {tkn(args['reward'])} to {who('delegate')} "
                     f"(out of {who('participant')}'s share)"
                 )
+            case "ChannelUnlocked":
+                return (
+                    f"{channel}: {who('receiver')} gets {tkn(args['unlocked_amount'])} of "
+                    f"{who('sender')}'s locks"
+                )
             case _:
                 return channel
 
@@ -265,9 +418,24 @@ class Demo:
         self.payments: dict[str, dict[str, Any]] = {}
         self.view = 0
         """The chain time of the last block the island saw before the cut."""
+        """The two blind payments, by "first" and "second", as their payers report them."""
         self.views: dict[tuple[str, str], tuple[int, int]] = {}
         """Each channel's balances after the blind payments, as both sides held them."""
-        """The two blind payments, by "first" and "second", as their payers report them."""
+        self.closing: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        """API calls that answer only once their node sees the chain (a blind close, the
+        cooperative settles), by the node that made them."""
+        self.cut_at = 0.0
+        """When the chain was cut for the island (monotonic)."""
+        self.nonces: dict[str, int] = {}
+        """Each island account's transaction count on chain when the chain was cut."""
+        self.carriers: dict[str, str] = {}
+        """Transaction hash -> the gateway that broadcast it (from the watcher's events)."""
+        self.carried: list[Handoff] = []
+        """What the island handed to gateways while blind (from its nodes' events)."""
+        self.landed: list[Landed] = []
+        """Every log of our contracts the demo told, in order."""
+        self.due: list[str] = []
+        """Secret registrations and unlocks the island had due when blind (read, not assumed)."""
         self.picture = demo_picture.Picture(
             line=tuple(LINE),
             gateway=GATEWAY,
@@ -324,13 +492,18 @@ class Demo:
             await self.blackout()
             await self.pay_blind()
             await self.cheat()
-            closing = await self.close_blind()
-            await self.connectivity_returns(closing)
+            await self.close_blind()
+            await self.handed_record()
+            await self.connectivity_returns()
             await self.settle_after_window()
             return await self.check(before)
         finally:
             if self.ticker is not None:
                 self.ticker.cancel()
+            for task in self.closing.values():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ApiClientError):
+                    await task
             for client in self.api.values():
                 await client.close()
             for node in self.nodes.values():
@@ -355,8 +528,10 @@ class Demo:
         await asyncio.sleep(2.0)  # the capacity announcements go round
 
     async def blackout(self) -> None:
+        self.nonces = {name: self.chain.nonce(self.addresses[name]) for name in LINE}
         for index in range(len(LINE)):
             self.isle.cut_chain(index)
+        self.cut_at = time.monotonic()
         for name in LINE:
             await self.until(functools.partial(self.blind, name))
         self.picture.blind = frozenset(LINE)
@@ -366,7 +541,9 @@ class Demo:
             else "forwarders closed: connection refused"
         )
         self.log(
-            f"chain cut for A, B, C, D, E ({how}); G still sees it", where="uplinks", tone="blind"
+            f"chain cut for A, B, C, D, E ({how}) until connectivity returns; G still sees it",
+            where="uplinks",
+            tone="blind",
         )
         # The chain goes on without the island: the watcher's view moves past the island's,
         # and its acknowledgements extend the blind nodes' windows (docs/offline.md §2).
@@ -465,22 +642,16 @@ class Demo:
         for item in await api["B"].deadlines():
             log.detail(self.deadline_line("B", item))
 
-        self.isle.restore_chain(LINE.index("C"))
-        self.picture.attacker = "C"
-        await self.until(lambda: self.synced("C"))
-        log(
-            "C gets its own uplink back (an attacker with its own link: on main a blind node's "
-            "own transactions cannot go through a gateway yet)",
-            where="C",
-            tone="cheat",
-        )
         chain.skip_to_now()
-        closed = await api["C"].close_channel(chain.token, self.addresses["B"])
+        self.picture.attacker = "C"
         self.picture.cheated_channel = ("B", "C")
+        self.closing["C"] = asyncio.create_task(
+            api["C"].close_channel(chain.token, self.addresses["B"])
+        )
         log(
-            f"C closes B-C while B is blind: {closed['status']}, settle deadline "
-            f"{closed['settle_deadline']} (chain time)",
-            where="B-C",
+            "C, blind, closes B-C through its API while B is blind too (POST /channels/{token}/"
+            "{B}/close: the call answers once C sees the close on chain)",
+            where="C",
             tone="cheat",
         )
         log.detail(
@@ -496,70 +667,210 @@ class Demo:
             "for E -> A, and B, who paid A, loses them"
         )
 
+        handed = await self.gateway_event("C", "gateway_handed", "close")
+        log(
+            f"C's node signed the close offline and handed it to "
+            f"{self.chain.name(handed['data']['gateway'])}: {self.handed_text(handed)}",
+            where="C>G",
+            tone="gateway",
+        )
+        for item in await api["C"].deadlines():
+            if item["what"] == "close":
+                log.detail(self.deadline_line("C", item))
+
+        done = await self.gateway_event("C", "gateway_done", "close")
         await self.until(lambda: self.updated(nonce))
-        for line in chain.new_logs():
-            log.detail(f"chain: {line}")
+        await self.learn_carriers()
+        update: Landed | None = None
+        for landed in self.new_logs():
+            if landed.name == "ChannelClosed":
+                log(landed.line(self.carriers), where="B-C", tone="cheat")
+            elif landed.name == "NonClosingBalanceProofUpdated":
+                update = landed
+            else:
+                log.detail(landed.line(self.carriers))
+        log.detail(f"C, {await self.seeing('C')}, heard: {self.done_text(done)}")
         c_side = chain.participant(self.addresses["C"], self.addresses["B"])
         b_side = chain.participant(self.addresses["B"], self.addresses["C"])
         log(
-            f"G, B's delegate, put C's proof nonce {c_side.nonce} on chain for B; the contract "
-            f"recorded the delegation ({chain.name(b_side.delegate)}, reward "
-            f"{tkn(b_side.reward)}, paid at settle)",
+            f"G, B's delegate, corrected it with B's latest proof from C (nonce "
+            f"{c_side.nonce}); the contract recorded the delegation "
+            f"({chain.name(b_side.delegate)}, reward {tkn(b_side.reward)}, paid at settle)",
             where="G",
             tone="watch",
         )
+        if update is not None:
+            log.detail(update.line(self.carriers))
         await self.until(lambda: self.heard_outcome("B"))
-        status = await api["B"].status()
         log(
-            f"B, still blind (chain_reachable {status['chain_reachable']}), heard G's outcome "
-            "over the mesh: update confirmed",
+            f"B, {await self.seeing('B')}, heard G's outcome over the mesh: update confirmed",
             where="B",
             tone="watch",
         )
 
-    async def close_blind(self) -> list[asyncio.Task[dict[str, Any]]]:
-        """Cooperative closes agreed over the mesh while blind: each answer comes once its
-        transaction is confirmed, so they run on while the story goes on."""
+    async def close_blind(self) -> None:
+        """Cooperative settles agreed over the mesh while blind; their initiators hand the
+        transactions to the gateway (each API call answers once its node sees the settle)."""
+        log = self.log
         closers = (("A", "B"), ("D", "C"), ("E", "D"))
-        closing = [asyncio.create_task(self.close(name, partner)) for name, partner in closers]
+        for name, partner in closers:
+            self.closing[name] = asyncio.create_task(self.close(name, partner))
         for name, _ in closers:
             await self.until(functools.partial(self.pending, name, "cooperative_settle"))
-        self.log(
-            "A-B, C-D, D-E: cooperative settles signed by both sides over the mesh; the "
-            "transactions wait in A's, D's and E's schedules",
+        log(
+            "A-B, C-D, D-E: cooperative settles signed by both sides over the mesh, all blind; "
+            "each transaction waits in its initiator's schedule (A, D, E)",
             where="A-B,C-D,D-E",
         )
+        handed = {
+            name: await self.gateway_event(name, "gateway_handed", "cooperative_settle")
+            for name, _ in closers
+        }
+        gateways = sorted({self.chain.name(e["data"]["gateway"]) for e in handed.values()})
+        log(
+            f"A, D and E signed their settle transactions offline and handed them to "
+            f"{', '.join(gateways)}",
+            where=",".join(f"{name}>{GATEWAY}" for name, _ in closers),
+            tone="gateway",
+        )
+        for name, event in handed.items():
+            log.detail(f"{name}: {self.handed_text(event)}")
         for name, _ in closers:
             for item in await self.api[name].deadlines():
                 if item["pending"]:
-                    self.log.detail(self.deadline_line(name, item))
-        return closing
+                    log.detail(self.deadline_line(name, item))
 
-    async def connectivity_returns(self, closing: list[asyncio.Task[dict[str, Any]]]) -> None:
-        log = self.log
-        for name in "ABDE":
-            self.isle.restore_chain(LINE.index(name))
-        log("connectivity returns for A, B, D, E", where="uplinks", tone="sees")
-        landed, deadline = 0, time.monotonic() + WAIT
-        while landed < len(closing):
-            if time.monotonic() > deadline:
-                raise TimeoutError("the deferred cooperative settles did not land")
-            await asyncio.sleep(0.2)
-            for line in self.chain.new_logs():
-                landed += line.startswith("ChannelCooperativeSettled")
-                log(f"chain: {line}")
-        for task in closing:
-            with contextlib.suppress(ApiClientError):  # settled is all that counts
-                await task
-        await self.until(lambda: self.has_event("B", "submission_unnecessary"))
-        for event in await self.events("B", "submission_unnecessary"):
-            log(f"B's own update of C's proof: not sent ({event['data']['reason']})")
+        for name, _ in closers:
+            await self.gateway_event(name, "gateway_done", "cooperative_settle")
+        landed: list[Landed] = []
+
+        async def all_settled() -> bool:
+            landed.extend(self.new_logs())
+            return sum(entry.name == "ChannelCooperativeSettled" for entry in landed) >= len(
+                closers
+            )
+
+        await self.until(all_settled)
+        await self.learn_carriers()
+        still = [name for name in LINE if await self.blind(name)]
+        carriers = sorted({self.carriers[e.tx_hash] for e in landed if e.tx_hash in self.carriers})
         log(
-            "the delayed submissions landed: 3 cooperative settles; B's update found "
-            "unnecessary; no secret registration or unlock was due (every lock was unlocked "
-            "off chain)",
+            f"{' and '.join(carriers) or 'nobody'} broadcast them: the three channels settled "
+            f"on chain while {', '.join(still) or 'none of A-E'} "
+            f"{'is' if len(still) == 1 else 'are'} blind",
             where="chain",
+            tone="gateway",
         )
+        for entry in landed:
+            log.detail(entry.line(self.carriers))
+
+    async def handed_record(self) -> None:
+        """What each blind node handed to gateways, read from its events, before the chain
+        returns; the picture marks what the gateway carried."""
+        log = self.log
+        self.carried = [entry for name in LINE for entry in await self.handoffs(name)]
+        self.carried.sort(key=lambda entry: entry.handed_at)
+        done = [entry for entry in self.carried if entry.status in ("confirmed", "unnecessary")]
+        by = sorted({entry.gateway for entry in done if entry.gateway})
+        count = (
+            f"all {len(done)}"
+            if len(done) == len(self.carried)
+            else f"{len(done)} of the {len(self.carried)}"
+        )
+        log(
+            f"while A-E were blind, {' and '.join(by) or 'no gateway'} carried {count} "
+            f"submissions they handed to gateways: {possessive(done) or 'none'} (from their "
+            "gateway_handed / gateway_done events)",
+            where=GATEWAY,
+            tone="gateway",
+        )
+        for entry in self.carried:
+            log.detail(entry.text(self.log))
+            if entry.status in ("confirmed", "unnecessary"):
+                label = WHAT.get(entry.what, entry.what).replace("cooperative", "co-op")
+                self.picture.carried.append(demo_picture.Carried(entry.origin, label))
+        due = []
+        for name in LINE:
+            for item in await self.api[name].deadlines():
+                if item["what"] in ("register_secret", "unlock"):
+                    due.append(f"{name}: {WHAT[item['what']]}")
+        self.due = due + [
+            f"{entry.origin}: {WHAT[entry.what]} handed"
+            for entry in self.carried
+            if entry.what in ("register_secret", "unlock")
+        ]
+        for name in NAMES:
+            log.detail(await self.status_line(name))
+
+    async def connectivity_returns(self) -> None:
+        log, chain = self.log, self.chain
+        marks = {name: await self.last_seq(name) for name in LINE}
+        for name in LINE:
+            self.isle.restore_chain(LINE.index(name))
+        log(
+            f"connectivity returns for A, B, C, D, E (their chain was cut for "
+            f"{time.monotonic() - self.cut_at:.0f} s)",
+            where="uplinks",
+            tone="sees",
+        )
+        for name in LINE:
+            await self.until(functools.partial(self.synced, name))
+        # B sees C's close now: its core decides on its own update, which the schedule
+        # sends or finds unnecessary; every schedule empties.
+        await self.until(lambda: self.is_closed("B", "C"))
+        for name in LINE:
+            await self.until(functools.partial(self.nothing_pending, name))
+        answers = {}
+        for name, task in self.closing.items():
+            try:
+                answer = await asyncio.wait_for(task, WAIT)
+                answers[name] = f"{answer['status']}"
+                if answer.get("settle_deadline"):
+                    answers[name] += f", settle deadline {answer['settle_deadline']}"
+            except ApiClientError as exc:
+                answers[name] = f"{exc.code}: {exc.message}"
+        self.closing.clear()
+        for entry in self.new_logs():
+            log(entry.line(self.carriers))
+
+        left: list[str] = []
+        for name in LINE:
+            for event in await self.events(name, "submission_unnecessary", since=marks[name]):
+                what = WHAT.get(event["data"]["what"], event["data"]["what"])
+                reason = event["data"]["reason"]
+                log(f"{name}'s own {what}: not sent ({reason})")
+                left.append(f"{name}'s {what.split(' of ')[0]}, found unnecessary")
+            for event in await self.events(name, "transaction_failed", since=marks[name]):
+                log(f"{name}'s {event['data']['what']} failed: {event['data']['reason']}")
+                left.append(f"{name}'s {event['data']['what']} failed")
+
+        carried = [e for e in self.carried if e.kind == "raw_transaction" and e.status]
+        counted = {name: sum(e.origin == name for e in carried) for name in LINE}
+        moved = {name: chain.nonce(self.addresses[name]) - self.nonces[name] for name in LINE}
+        own = {name: moved[name] - counted[name] for name in LINE if moved[name] != counted[name]}
+        log.detail(
+            "transactions mined from each island account since the cut: "
+            + ", ".join(f"{name} {moved[name]}" for name in LINE)
+            + f" (carried by the gateway: {sum(counted.values())})"
+        )
+        if own:
+            left.append(
+                "the island sent transactions itself: "
+                + ", ".join(f"{name} {count}" for name, count in own.items())
+            )
+        elif carried:
+            left.append(
+                f"the {len(carried)} transactions G carried ({possessive(carried)}), found on "
+                "chain: no island account sent another"
+            )
+        if self.due or any(e.name in ("SecretRevealed", "ChannelUnlocked") for e in self.landed):
+            left.append("secret registrations / unlocks: " + "; ".join(self.due or ["on chain"]))
+        else:
+            left.append("no secret registration or unlock was due")
+        log(f"what was left on return: {'; '.join(left)}", where="chain", tone="sees")
+        for name, said in answers.items():
+            how = "close" if name == "C" else "cooperative settle"
+            log.detail(f"{name}'s API call ({how}) answered once it saw the chain: {said}")
 
     async def settle_after_window(self) -> None:
         log, chain = self.log, self.chain
@@ -572,8 +883,9 @@ class Demo:
         log(f"anvil: {SETTLE_WINDOW + 100} s pass (B-C's settle window)")
         await self.until(lambda: self.settled("B", "C"))
         await self.until(lambda: self.has_event(GATEWAY, "watch_reward"))
-        for line in chain.new_logs():
-            log(f"chain: {line}", where="B-C" if line.startswith("ChannelSettled") else None)
+        for entry in self.new_logs():
+            where = "B-C" if entry.name == "ChannelSettled" else None
+            log(entry.line(self.carriers), where=where)
         for event in await self.events(GATEWAY, "watch_reward"):
             log(
                 f"G's reward, recorded from the DelegateRewarded log: "
@@ -715,24 +1027,112 @@ class Demo:
         if item["delegate"]:
             who += f" ({self.chain.name(item['delegate'])})"
         pending = ", transaction waiting" if item["pending"] else ""
-        return (
-            f"{name} /deadlines: {item['what']} ({partner}), act by "
-            f"{clock(item['deadline'])}, chain limit {item['chain_deadline']}, covered by "
-            f"{who}{pending}"
+        limit = item["chain_deadline"]
+        when = (
+            "no deadline"
+            if item["deadline"] is None
+            else f"act by {clock(item['deadline'])}, chain limit {limit}"
         )
+        return f"{name} /deadlines: {item['what']} ({partner}), {when}, covered by {who}{pending}"
 
-    async def events(self, name: str, kind: str) -> list[dict[str, Any]]:
+    async def all_events(self, name: str, since: int = 0) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
-        since = 0
         while True:
             page = await self.api[name].events(since=since, limit=1000)
             if not page["events"]:
-                return [event for event in found if event["kind"] == kind]
+                return found
             found += page["events"]
             since = page["next_since"]
 
+    async def events(self, name: str, kind: str, since: int = 0) -> list[dict[str, Any]]:
+        return [event for event in await self.all_events(name, since) if event["kind"] == kind]
+
+    async def last_seq(self, name: str) -> int:
+        return max((int(event["seq"]) for event in await self.all_events(name)), default=0)
+
     async def has_event(self, name: str, kind: str) -> bool:
         return bool(await self.events(name, kind))
+
+    async def gateway_event(self, name: str, kind: str, what: str) -> dict[str, Any]:
+        """``name``'s first ``kind`` event (``gateway_handed``, ``gateway_done``) about a
+        submission of kind ``what``, once there is one."""
+        found: dict[str, Any] = {}
+
+        async def seen() -> bool:
+            nonlocal found
+            for event in await self.events(name, kind):
+                if event["data"].get("what") == what:
+                    found = event
+                    return True
+            return False
+
+        await self.until(seen)
+        return found
+
+    def handed_text(self, event: dict[str, Any]) -> str:
+        data = event["data"]
+        partner = f" with {self.chain.name(data['partner'])}" if data.get("partner") else ""
+        tx = handed_tx(data)
+        signed = f", tx {short(tx)}" if tx else ""
+        what = WHAT.get(data["what"], data["what"])
+        return f"gateway_handed ({data['kind']}: {what}{partner}{signed})"
+
+    def done_text(self, event: dict[str, Any]) -> str:
+        data = event["data"]
+        return (
+            f"gateway_done from {self.chain.name(data['gateway'])}: {data['status']} "
+            f"({data['text']}), tx {short(data['tx_hash'])}"
+        )
+
+    async def handoffs(self, name: str) -> list[Handoff]:
+        """What ``name`` handed to gateways, from its ``gateway_*`` events."""
+        found: dict[str, Handoff] = {}
+        for event in await self.all_events(name):
+            kind, data = event["kind"], event["data"]
+            if not kind.startswith("gateway_") or "request_id" not in data:
+                continue
+            entry = found.get(data["request_id"])
+            if entry is None:
+                partner = self.chain.name(data["partner"]) if data.get("partner") else None
+                entry = found[data["request_id"]] = Handoff(
+                    name, data["kind"], data["what"], partner, handed_tx(data), event["time"]
+                )
+            gateway = self.chain.name(data["gateway"]) if data.get("gateway") else None
+            match kind:
+                case "gateway_handed" if gateway is not None:
+                    entry.gateways.append(gateway)
+                case "gateway_refused":
+                    entry.refusals.append(f"{gateway}: {data.get('reason')}")
+                case "gateway_done" | "gateway_failed":
+                    entry.status = data.get("status") or "failed"
+                    entry.gateway, entry.done_at = gateway, event["time"]
+                    if int(data.get("tx_hash") or "0x0", 16):  # mined: its hash
+                        entry.tx_hash = data["tx_hash"]
+        return list(found.values())
+
+    async def learn_carriers(self) -> None:
+        """Which transactions the watcher broadcast (its ``watch_submitted`` events)."""
+        for event in await self.events(GATEWAY, "watch_submitted"):
+            if event["data"].get("action") == "broadcast":
+                self.carriers[event["data"]["tx_hash"].lower()] = GATEWAY
+
+    def new_logs(self) -> list[Landed]:
+        found = self.chain.new_logs()
+        self.landed += found
+        return found
+
+    async def seeing(self, name: str) -> str:
+        status = await self.api[name].status()
+        if status["chain_reachable"]:
+            return "seeing the chain"
+        return f"still blind (chain_reachable {status['chain_reachable']})"
+
+    async def is_closed(self, name: str, partner: str) -> bool:
+        channel = await self.api[name].channel(self.chain.token, self.addresses[partner])
+        return bool(channel["status"] != "open")
+
+    async def nothing_pending(self, name: str) -> bool:
+        return not any(item["pending"] for item in await self.api[name].deadlines())
 
     async def heard_outcome(self, name: str) -> bool:
         return any(
@@ -827,8 +1227,11 @@ def main(argv: list[str] | None = None) -> int:
     ok = False
     with deployed(args.work) as (node, chain, manifest):
         print(
-            f"anvil {node.url}: contracts deployed (token {chain.token}, token network "
-            f"{chain.network})"
+            wrap(
+                f"contracts deployed (token {chain.token}, token network {chain.network})",
+                f"anvil {node.url}: ",
+                "  ",
+            )
         )
         with island(len(NAMES), chain.url, args.island) as isle:
             demo = Demo(chain, manifest, isle, args.work, args.log_level)

@@ -28,6 +28,10 @@ STEP_R: Final = 11
 PATH1: Final = 44
 PATH2: Final = 84
 """How far above the line the first and the second payment's arrows run."""
+LINK_AT: Final = 0.3
+LINK_STEP: Final = 0.15
+"""Where a badge on a watcher's mesh link goes (a fraction of the link from the watcher),
+and how much further each next badge on the same link."""
 FONT: Final = "DejaVu Sans, Arial, Helvetica, sans-serif"
 WRAP: Final = 125
 """Characters per line of the timeline under the drawing."""
@@ -39,6 +43,7 @@ TONES: Final = {
     "blind": "#5f6368",
     "cheat": "#c62828",
     "watch": "#e08a00",
+    "gateway": "#8d5524",
     "sees": "#1b8a3a",
     "channel": "#333333",
     "mesh": "#9aa0a6",
@@ -52,8 +57,9 @@ class Step:
     the drawing its badge goes and in which colour.
 
     ``where``: node names (``"E"``), channels (``"B-C"``), ``"chain"``, ``"uplinks"``,
-    ``"path1"``/``"path2"`` (the payment arrows), several separated by commas (a badge
-    at each); empty: listed only. ``tone``: a key of ``TONES``."""
+    ``"path1"``/``"path2"`` (the payment arrows), ``"C>G"`` (the mesh link from a node to
+    the watcher: what it carried for that node), several separated by commas (a badge at
+    each); empty: listed only. ``tone``: a key of ``TONES``."""
 
     number: int
     at: float
@@ -70,6 +76,14 @@ class Path:
     label: str
 
 
+@dataclass(frozen=True)
+class Carried:
+    """A submission of ``origin`` that the watcher carried to the chain (as a gateway)."""
+
+    origin: str
+    label: str
+
+
 @dataclass
 class Picture:
     line: tuple[str, ...]
@@ -81,10 +95,12 @@ class Picture:
     blind: frozenset[str] = frozenset()
     """Nodes whose uplink was cut during the blackout."""
     attacker: str | None = None
-    """A node whose uplink came back for an attack."""
+    """The node that cheats (blind or not: its uplink is drawn as it was)."""
     cheated_channel: tuple[str, str] | None = None
     channel_labels: dict[tuple[str, str], str] = field(default_factory=dict)
     paths: list[Path] = field(default_factory=list)
+    carried: list[Carried] = field(default_factory=list)
+    """What the watcher carried to the chain for blind nodes, in order."""
     steps: list[Step] = field(default_factory=list)
     title: str = "SmartMesh island demo"
 
@@ -142,6 +158,12 @@ def _anchor(picture: Picture, where: str, slot: int) -> tuple[float, float]:
         return 40 + shift, BUS_Y
     if where in ("path1", "path2"):
         return 40 + shift, LINE_Y - (PATH1 if where == "path1" else PATH2)
+    if ">" in where:  # on the mesh link, near the watcher's end (clear of the paths)
+        origin, target = where.split(">", 1)
+        nx, ny = _x(picture, origin), _y(picture, origin)
+        gx, gy = _x(picture, target), _y(picture, target)
+        along = LINK_AT + slot * LINK_STEP
+        return gx + (nx - gx) * along, gy + (ny - gy) * along
     if "-" in where:
         left, right = where.split("-", 1)
         return (_x(picture, left) + _x(picture, right)) / 2 - 20 + shift, LINE_Y
@@ -171,6 +193,19 @@ def _path(picture: Picture, path: Path, index: int) -> str:
         _text(label_x, y - 8, path.label, 13, text_anchor="middle", fill=tone, font_weight="bold")
     )
     return "\n".join(parts)
+
+
+def _carried(picture: Picture) -> str:
+    """``carried: close (C) · co-op settle (A, D, E)``: by label, origins in line order."""
+    groups: dict[str, list[str]] = {}
+    for item in picture.carried:
+        groups.setdefault(item.label, []).append(item.origin)
+    order = {name: index for index, name in enumerate(picture.line)}
+    parts = [
+        f"{label} ({', '.join(sorted(origins, key=lambda n: order.get(n, len(order))))})"
+        for label, origins in groups.items()
+    ]
+    return "carried: " + " · ".join(parts)
 
 
 def render(picture: Picture) -> str:
@@ -212,9 +247,7 @@ def render(picture: Picture) -> str:
     out.append(_line(WIDTH / 2, CHAIN_Y + 20, WIDTH / 2, BUS_Y, TONES["chain"], 2))
     for name in names:
         x, y = _x(picture, name), _y(picture, name)
-        if name == picture.attacker:
-            out.append(_line(x, y - NODE_R, x, BUS_Y, TONES["cheat"], 2.5, "8 4"))
-        elif name in picture.blind:
+        if name in picture.blind:
             out.append(_line(x, y - NODE_R, x, BUS_Y, TONES["blind"], 1.5, "3 5"))
             out.append(
                 _text(
@@ -230,10 +263,17 @@ def render(picture: Picture) -> str:
         else:
             out.append(_line(x, y - NODE_R, x, BUS_Y, TONES["sees"], 3))
 
-    # The watcher's mesh links (it relays for everyone; it holds no channel).
+    # The watcher's mesh links (it relays for everyone; it holds no channel); those that
+    # carried a node's submissions to the chain in the gateway's colour.
     gx = _x(picture, picture.gateway)
+    carriers = {c.origin for c in picture.carried}
     for name in picture.line:
-        out.append(_line(gx, GATEWAY_Y, _x(picture, name), LINE_Y, TONES["mesh"], 1.2, "2 4"))
+        if name in carriers:
+            out.append(
+                _line(gx, GATEWAY_Y, _x(picture, name), LINE_Y, TONES["gateway"], 3.5, "9 5")
+            )
+        else:
+            out.append(_line(gx, GATEWAY_Y, _x(picture, name), LINE_Y, TONES["mesh"], 1.2, "2 4"))
 
     # Channels along the line, with their balances after the blind payments.
     for left, right in zip(picture.line, picture.line[1:], strict=False):
@@ -256,7 +296,11 @@ def render(picture: Picture) -> str:
         if name == picture.gateway:
             fill, caption = TONES["sees"], "watcher + gateway, sees the chain"
         elif name == picture.attacker:
-            fill, caption = TONES["cheat"], "blind, then cheats (own uplink)"
+            fill, caption = TONES["cheat"], "cheats"
+            if name in picture.blind:
+                caption = "blind, cheats"
+            if name in carriers:
+                caption += f" (via {picture.gateway})"
         elif name in picture.blind:
             fill, caption = TONES["blind"], "blind"
         else:
@@ -271,6 +315,10 @@ def render(picture: Picture) -> str:
         )
         if caption and name == picture.gateway:
             out.append(_text(x + NODE_R + 8, y + 18, caption, 11, fill=fill))
+            if picture.carried:
+                out.append(
+                    _text(x + NODE_R + 8, y + 33, _carried(picture), 11, fill=TONES["gateway"])
+                )
         elif caption:
             out.append(_text(x, y + NODE_R + 38, caption, 11, text_anchor="middle", fill=fill))
 
@@ -287,8 +335,9 @@ def render(picture: Picture) -> str:
     legend = [
         ("sees", "sees the chain"),
         ("blind", "blind: uplink cut"),
-        ("cheat", "cheater, stale close"),
-        ("watch", "delegate at work"),
+        ("cheat", "cheater"),
+        ("watch", f"{picture.gateway} as delegate"),
+        ("gateway", f"{picture.gateway} as gateway"),
         ("path1", "first payment"),
         ("path2", "second payment"),
         ("mesh", "mesh link"),
