@@ -20,17 +20,19 @@ on a real anvil with the contracts deployed (scripts.deployer, as `make demo --w
    sign the transactions offline and hand them to G too, which broadcasts them. Which
    gateway carried which submission is read from the nodes' events (``gateway_handed``,
    ``gateway_done``) and ``/deadlines`` (``covered_by: gateway``), and matched to the
-   chain's logs by transaction hash;
-6. connectivity returns; what is left is read from the nodes and the chain: B's own update
-   found unnecessary (G's is there), the transactions G carried found confirmed (no
-   island account sends another), any secret registration or unlock. After B-C's settle
-   window (an anvil time jump) B-C settles and G is paid its reward;
+   chain's logs by transaction hash (the watcher's ``watch_submitted`` events);
+6. connectivity returns; what is left is read from the nodes and the chain, never
+   assumed: B's own update found unnecessary (G's is there), the transactions G carried
+   found on chain (the island accounts' transaction counts moved by those alone), any
+   secret registration or unlock. After B-C's settle window (an anvil time jump) B-C
+   settles (whoever sends it: the log says) and G is paid its reward;
 7. every account's final on-chain balance is checked against what the off-chain payments
    imply (the amounts, each mediator's fee, the delegate's reward): all "ok" and 0 tokens
    created or lost, or the exit code is 1.
 
-A text timeline goes to stdout (times relative to the start; numbered steps), and a
-picture of the mesh, the payment paths and the steps to build/demo-offline.svg.
+A text timeline goes to stdout (times relative to the start; numbered steps; wrapped at
+100 columns), and a picture of the mesh, the payment paths, what G carried and the steps
+to build/demo-offline.svg.
 
 Does not belong here: anything a node does (the node), the island (scripts.netns), the
 drawing (scripts.demo_picture).
@@ -242,6 +244,9 @@ class Handoff:
     gateway: str | None = None
     """The gateway that reported the outcome."""
     done_at: float | None = None
+    mined: bool = False
+    """Whether the outcome names a mined transaction (for one of the node's own: its nonce
+    is spent)."""
 
     def text(self, timeline: Timeline) -> str:
         partner = f" ({self.partner})" if self.partner else ""
@@ -727,9 +732,10 @@ class Demo:
             for name, _ in closers
         }
         gateways = sorted({self.chain.name(e["data"]["gateway"]) for e in handed.values()})
+        initiators = [name for name, _ in closers]
         log(
-            f"A, D and E signed their settle transactions offline and handed them to "
-            f"{', '.join(gateways)}",
+            f"{', '.join(initiators[:-1])} and {initiators[-1]} signed their settle "
+            f"transactions offline and handed them to {' and '.join(gateways)}",
             where=",".join(f"{name}>{GATEWAY}" for name, _ in closers),
             tone="gateway",
         )
@@ -844,27 +850,36 @@ class Demo:
                 log(f"{name}'s {event['data']['what']} failed: {event['data']['reason']}")
                 left.append(f"{name}'s {event['data']['what']} failed")
 
-        carried = [e for e in self.carried if e.kind == "raw_transaction" and e.status]
+        # Each transaction a gateway got mined spent one nonce of its signer: any more
+        # means the node sent one itself on return.
+        carried = [e for e in self.carried if e.kind == "raw_transaction" and e.mined]
         counted = {name: sum(e.origin == name for e in carried) for name in LINE}
         moved = {name: chain.nonce(self.addresses[name]) - self.nonces[name] for name in LINE}
         own = {name: moved[name] - counted[name] for name in LINE if moved[name] != counted[name]}
         log.detail(
             "transactions mined from each island account since the cut: "
             + ", ".join(f"{name} {moved[name]}" for name in LINE)
-            + f" (carried by the gateway: {sum(counted.values())})"
+            + f" (carried by a gateway: {sum(counted.values())})"
         )
         if own:
             left.append(
-                "the island sent transactions itself: "
+                "transactions the island sent itself: "
                 + ", ".join(f"{name} {count}" for name, count in own.items())
             )
-        elif carried:
+        if carried:
+            by = " and ".join(sorted({e.gateway for e in carried if e.gateway}))
+            again = "" if own else ": no island account sent another"
             left.append(
-                f"the {len(carried)} transactions G carried ({possessive(carried)}), found on "
-                "chain: no island account sent another"
+                f"the {len(carried)} transactions {by} carried ({possessive(carried)}), found "
+                f"on chain{again}"
             )
-        if self.due or any(e.name in ("SecretRevealed", "ChannelUnlocked") for e in self.landed):
-            left.append("secret registrations / unlocks: " + "; ".join(self.due or ["on chain"]))
+        secrets = self.due + [
+            f"{e.name} {e.text}"
+            for e in self.landed
+            if e.name in ("SecretRevealed", "ChannelUnlocked")
+        ]
+        if secrets:
+            left.append("secret registrations and unlocks: " + "; ".join(secrets))
         else:
             left.append("no secret registration or unlock was due")
         log(f"what was left on return: {'; '.join(left)}", where="chain", tone="sees")
@@ -1107,7 +1122,7 @@ class Demo:
                     entry.status = data.get("status") or "failed"
                     entry.gateway, entry.done_at = gateway, event["time"]
                     if int(data.get("tx_hash") or "0x0", 16):  # mined: its hash
-                        entry.tx_hash = data["tx_hash"]
+                        entry.tx_hash, entry.mined = data["tx_hash"], True
         return list(found.values())
 
     async def learn_carriers(self) -> None:
