@@ -138,7 +138,7 @@ class _Summary:
 
 
 _SUMMARIES: dict[int, _Summary] = {}
-_SUMMARIES_MAX: Final = 1024
+_SUMMARIES_MAX: Final = 128  # a few per channel end are in use at a time
 
 
 def _remember(summary: _Summary) -> _Summary:

@@ -67,6 +67,8 @@ class Peer:
     mesh: MeshRuntime | None = None
     heard: list[Effect] = field(default_factory=list)
     lifetime: float = 3_600.0
+    synchronous: str = "NORMAL"
+    store_class: type[Store] = Store
     reachability: list[tuple[bytes, bool]] = field(default_factory=list)
 
     @property
@@ -74,7 +76,7 @@ class Peer:
         return make_key(self.index)
 
     async def start(self) -> NodeRuntime:
-        store = Store.open(self.data_dir / "node.sqlite3", synchronous="NORMAL")
+        store = self.store_class.open(self.data_dir / "node.sqlite3", synchronous=self.synchronous)
         runtime = NodeRuntime(self.key, CHAIN_ID, store, tick_interval=0.5)
         links = TcpLinks(("127.0.0.1", self.port), [("127.0.0.1", p) for p in self.dial], 1200)
         mesh = MeshRuntime(mesh_config(), self.key, [links])
@@ -249,3 +251,75 @@ async def test_partner_away__unreachable_after_expiry__reachable_when_delivered(
     await c.start()
     await until(lambda: (c_address, True) in a.reachability)
     await until(lambda: a.runtime is not None and status_of(a.runtime, 11) == "succeeded")
+
+
+async def _pay_many(payer: NodeRuntime, target: bytes, ids: range, amount: int) -> list[Effect]:
+    waiters = [asyncio.ensure_future(payer.wait_payment(i)) for i in ids]
+    for i in ids:
+        secret, secrethash = new_secret()
+        payer.submit(ActionPay(Timestamp(_now()), i, TOKEN_NETWORK, target, TokenAmount(amount),
+                               secrethash, secret))  # fmt: skip
+    async with asyncio.timeout(WAIT):
+        return list(await asyncio.gather(*waiters))
+
+
+@with_line
+async def test_synchronous_full__busy_commits_synced_in_the_writer__replay_agrees(
+    line: list[Peer],
+) -> None:
+    # With FULL, a busy runtime commits without the fsync and hands it to its writer
+    # thread, going on meanwhile; every payment still completes, and a restart rebuilds
+    # exactly the state the effects were run from.
+    for peer in line:
+        await peer.stop()
+        peer.synchronous = "FULL"
+        await peer.start()
+    a, b, c = line
+    assert a.runtime is not None and b.runtime is not None and c.runtime is not None
+    done = await _pay_many(a.runtime, c.runtime.address, range(100, 160), 3)
+    assert all(isinstance(e, EventPaymentSucceeded) for e in done)
+    await until(lambda: balance(b, c) == 1_000 - 180 and balance(c, b) == 1_000 + 180)
+    assert sum(p.runtime.stats["synced_in_writer"] for p in line if p.runtime) > 0
+    before = {p.index: p.runtime.state.channels for p in line if p.runtime}
+    for peer in line:
+        await peer.stop()
+    for peer in line:
+        await peer.start()
+    assert {p.index: p.runtime.state.channels for p in line if p.runtime} == before
+
+
+class _FailingDisk(Store):
+    """A store whose fsync fails (EIO), as a dying disk's does."""
+
+    def sync_log(self) -> None:
+        raise OSError(5, "Input/output error")
+
+
+@with_line
+async def test_a_failed_fsync_stops_the_runtime__no_effect_runs_nothing_more_written(
+    line: list[Peer],
+) -> None:
+    a, b, c = line
+    for peer in line:
+        await peer.stop()
+        peer.synchronous = "FULL"
+    b.store_class = _FailingDisk
+    for peer in line:
+        await peer.start()
+    assert a.runtime is not None and b.runtime is not None and c.runtime is not None
+    c_address = c.runtime.address
+    waiters = [asyncio.ensure_future(a.runtime.wait_payment(i)) for i in range(200, 230)]
+    for i in range(200, 230):
+        secret, secrethash = new_secret()
+        a.runtime.submit(ActionPay(Timestamp(_now()), i, TOKEN_NETWORK, c_address,
+                                   TokenAmount(1), secrethash, secret))  # fmt: skip
+    await until(lambda: b.runtime is not None and b.runtime._broken is not None)
+    logged = b.runtime.store.last_seq
+    sent_before = b.runtime.transport.stats["sent"] if b.runtime.transport else 0
+    await asyncio.sleep(0.5)  # A resends; B takes nothing more in
+    assert b.runtime.store.last_seq == logged
+    assert b.runtime.transport is not None and b.runtime.transport.stats["sent"] == sent_before
+    await b.stop()  # writes no snapshot of a state that was never logged
+    assert b.runtime is None
+    for waiter in waiters:
+        waiter.cancel()
