@@ -573,6 +573,7 @@ class Store:
             raise StoreError(f"blob {digest.hex()} is not a graph")
         return graph
 
+
 _INSERT_PAYMENT: Final = (
     "INSERT OR IGNORE INTO payments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
