@@ -640,8 +640,7 @@ def _drop_unused_graphs(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM blobs WHERE hash = ?", (digest,))
 
 
-def _dumps(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"))
+_dumps: Final = encoding.dumps
 
 
 _EMPTY_GRAPH: Final = ChannelGraph.from_edges(())
