@@ -10,14 +10,18 @@ notifications to waiters. A crash before the commit loses inputs nobody was told
 peer's message is not acknowledged yet, so it comes again; an API call had no answer
 yet); a crash after it re-runs the unfinished work at start.
 
-The commit is pipelined: a batch's transaction is written by one writer thread
-(``Store.write`` on its own connection) while the event loop goes on: the mesh and the
-API keep running during the fsync, and what arrives meanwhile is already run through the
-core and gathered into the next batch, which is handed to the writer as soon as the
-previous one is durable. So commits stay in order, one at a time; the effects of a batch
-run only after its own commit (and so after every earlier one); ``state`` is the state as
-of the last durable commit (what readers see), while the loop computes ahead on its own
-copy. A failed write stops the loop: the state computed ahead was never acted upon.
+The commit is pipelined (with ``synchronous=FULL``): a busy runtime commits a batch
+without the fsync and asks its ``LogSyncer`` helper process for it, and the event loop
+goes on: the mesh and the API keep running during the fsync, and what arrives meanwhile
+is already run through the core and gathered into the next batch, which is committed as
+soon as the previous one is durable. So commits stay in order, one at a time; the
+effects of a batch run only after its own fsync (and so after every earlier one);
+``state`` is the state as of the last durable commit (what readers see), while the loop
+computes ahead on its own copy. An idle runtime (nothing queued, nothing of its own in
+flight) commits with the fsync inline: nobody would use the loop meanwhile, and a lone
+payment's path (seven commits one after another) is spared the hand-over. A failed
+write or fsync (or a dead helper) stops the loop for good: the state computed ahead was
+never acted upon, and nothing more is written.
 
 Restart: the latest snapshot, then the inputs logged after it replayed through the same
 pure transition (the core is deterministic: same state, same input, same key, same
@@ -41,12 +45,12 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Final
 
 from offchain.node import encoding
-from offchain.node.store import CONTRACT_SENDS, ContractSend, Rows, Store
+from offchain.node.errors import StoreError
+from offchain.node.store import CONTRACT_SENDS, ContractSend, LogSyncer, Rows, Store
 from offchain.node.transport import MeshTransport, WorkKey
 from offchain.protocol import codec
 from offchain.protocol.codec import DecodeError
@@ -131,14 +135,14 @@ class NodeRuntime:
         self.tick_interval = tick_interval
         self.max_batch = max_batch
         self.pipeline = pipeline
-        """Whether a busy loop goes on while its commit's fsync runs in the writer thread
-        (False: every commit is durable before the loop goes on, as before; for tests)."""
+        """Whether a busy loop goes on while its commit's fsync runs in the helper
+        (False: every commit is durable before the loop goes on)."""
         self.state = NodeState(self.address, chain_id, self.settings)
         """The state as of the last durable commit."""
         self._state = self.state  # ahead of ``state`` by the batches not yet durable
         self._open: _Batch | None = None  # computed, not yet handed to the writer
-        self._writing: _Batch | None = None  # its commit under way in the writer thread
-        self._writer: ThreadPoolExecutor | None = None
+        self._writing: _Batch | None = None  # committed, its fsync under way in the helper
+        self._syncer: LogSyncer | None = None
         self._broken: BaseException | None = None  # a write failed: nothing more is written
         self.transport: MeshTransport | None = None
         self.chain_submit: ChainSubmit | None = None
@@ -160,7 +164,7 @@ class NodeRuntime:
             "batches": 0,
             "ticks_skipped": 0,
             "core_errors": 0,
-            "synced_in_writer": 0,  # commits whose fsync ran in the writer thread
+            "synced_by_helper": 0,  # commits whose fsync the helper process did
         }
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -196,7 +200,9 @@ class NodeRuntime:
             replayed,
         )
         self._running = True
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="node-writer")
+        if self.pipeline and self.store.synchronous == "FULL":
+            self._syncer = self.store.log_syncer()
+            asyncio.get_running_loop().add_reader(self._syncer.fileno(), self._on_synced)
         for work in self.store.pending_work():
             if work.kind == "send":
                 if transport is not None and work.recipient is not None:
@@ -230,9 +236,10 @@ class NodeRuntime:
             with contextlib.suppress(Exception):  # a failure is recorded in _broken
                 await asyncio.shield(writing.write)
                 self._check_write(writing)
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)
-            self._writer = None
+        if self._syncer is not None:
+            asyncio.get_running_loop().remove_reader(self._syncer.fileno())
+            self._syncer.close()
+            self._syncer = None
         if self._broken is not None:
             return  # the state computed ahead was never logged: no snapshot of it
         self._compute()  # what was queued before the stop still counts
@@ -421,13 +428,12 @@ class NodeRuntime:
         if not batch.rows:  # e.g. only ticks that changed nothing
             self._finish(batch)
             return
-        # Idle (nothing queued, nothing of ours in flight): nobody would use the loop during
-        # the fsync, so it runs inline and spares the hand-over to the writer thread and
-        # back (a payment's path is ten commits one after another). Busy: the fsync runs in
-        # the writer thread while the loop goes on.
         idle = not self._has_input() and (self.transport is None or not self.transport.backlog())
         try:
-            deferred = self.store.write(batch.rows, sync=idle or not self.pipeline)
+            deferred = self.store.write(batch.rows, sync=idle or self._syncer is None)
+            if deferred:
+                assert self._syncer is not None
+                self._syncer.request()
         except BaseException as exc:
             self._broken = exc
             log.critical("writing a batch failed (%s): the node stops processing inputs", exc)
@@ -435,12 +441,32 @@ class NodeRuntime:
         if not deferred:
             self._finish(batch)  # durable already (or synchronous=NORMAL: nothing to wait for)
             return
-        assert self._writer is not None
-        self.stats["synced_in_writer"] += 1
-        write = asyncio.get_running_loop().run_in_executor(self._writer, self.store.sync_log)
-        write.add_done_callback(lambda _: self._wake.set())
-        batch.write = write
+        self.stats["synced_by_helper"] += 1
+        batch.write = asyncio.get_running_loop().create_future()
         self._writing = batch
+
+    def _on_synced(self) -> None:
+        """The helper answered (or died): the batch under way is durable, or never will be."""
+        syncer = self._syncer
+        assert syncer is not None
+        answers = syncer.answers()
+        if answers == b"":
+            return
+        error: Exception | None = None
+        if answers is None:
+            asyncio.get_running_loop().remove_reader(syncer.fileno())
+            error = StoreError("the fsync helper process is gone")
+        elif b"e" in answers:
+            error = StoreError("fsync of the database log failed")
+        writing = self._writing
+        if writing is not None and writing.write is not None and not writing.write.done():
+            if error is None:
+                writing.write.set_result(None)
+            else:
+                writing.write.set_exception(error)
+        elif error is not None:
+            self._broken = error  # no batch under way: the next one would wait forever
+        self._wake.set()
 
     def _take_batch(self, room: int) -> list[_Queued]:
         batch: list[_Queued] = []
