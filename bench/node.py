@@ -12,9 +12,12 @@ through their HTTP API with keep-alive connections, and four figures:
 - ``node.p50_latency_ms_3hop`` / ``node.p99_latency_ms_3hop``: one payment at a time,
   from the HTTP request to the answer that it succeeded (the secret is back at A).
 Everything — anvil, four nodes and this client — shares the machine's cores, so the
-figures move with whatever else runs; the CPU time each process spent per payment in the
-mediated phase (``/proc/PID/stat`` utime + stime before and after it) does not, and is
-printed beside them (not a figure of results.json) to compare changes.
+figures move with whatever else runs. Printed beside them (not figures of results.json),
+to compare changes: the CPU time each process spent per mediated payment (``/proc/PID/
+stat`` utime + stime before and after that phase: the four nodes, this client, anvil;
+not the nodes' fsync helpers, whose time counts as "anything else"), and how many cores
+were busy meanwhile with these processes and with anything else (``/proc/stat``), so
+that a run slowed by other work on the machine can be told apart.
 """
 
 from __future__ import annotations
