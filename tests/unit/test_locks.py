@@ -192,3 +192,21 @@ def test_with_and_without_lock__summaries_match_plain_computation(
         fresh = tuple(list(current))
         assert locksroot(fresh) == locksroot(current)
         assert locked_total(fresh) == locked_total(current)
+
+
+def test_summaries__correct_after_many_tuples_were_forgotten() -> None:
+    # More tuples than the summaries remember: the oldest are dropped and summed afresh
+    # when used again, never confused with a newer tuple.
+    kept = []
+    current: tuple[Lock, ...] = ()
+    for n in range(600):
+        lock = Lock(Timestamp(10_000 + n), TokenAmount(n + 1), SecretHash(n.to_bytes(32, "big")))
+        current = with_lock(current, lock)
+        if n % 7 == 0:
+            current = without_lock(current, current[0].secrethash)
+        if n % 50 == 0:
+            kept.append(current)
+    for locks in (*kept, current):
+        assert locksroot(locks) == Locksroot(ref_keccak(encode_locks(locks)))
+        assert locked_total(locks) == sum(lock.amount for lock in locks)
+        assert all(find_lock(locks, lock.secrethash) is lock for lock in locks)
