@@ -176,7 +176,8 @@ class LogSyncer:
     together share one. A handed-over thread did the same at about 45 us more CPU per
     commit (the interpreter lock going back and forth) than an fsync inline; a pipe write
     and read cost a few. The helper exits at the end of its stdin: when this process
-    closes it, or dies.
+    closes it, or dies (it ignores SIGINT and SIGTERM, which a terminal or a service
+    manager sends to the whole process group while the node still stops gently).
     """
 
     def __init__(self, wal: Path) -> None:
@@ -222,7 +223,11 @@ class LogSyncer:
 
 
 _SYNC_HELPER: Final = """
-import os, sys
+import os, signal, sys
+# Ctrl-C or a service manager's SIGTERM reach the whole process group: the node stops
+# gently and still needs its fsyncs; the helper ends at the end of its stdin.
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
 wal = os.open(sys.argv[1], os.O_RDONLY)
 while True:
     asked = os.read(0, 4096)
