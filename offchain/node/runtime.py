@@ -100,7 +100,7 @@ class _Batch:
     results: list[tuple[_Queued, int, list[Effect]]] = field(default_factory=list)
     refused: list[_Queued] = field(default_factory=list)
     taken: int = 0  # queued items taken into it (the max_batch budget)
-    write: asyncio.Future[None] | None = None
+    write: asyncio.Future[None] | None = None  # its fsync, asked of the helper
 
 
 @dataclass(slots=True)
@@ -362,8 +362,8 @@ class NodeRuntime:
         return bool(self._queue or self._direct)
 
     def _step(self) -> None:
-        """Finish the commit that became durable, compute what is queued, and hand the
-        next batch to the writer when it is free."""
+        """Finish the batch whose fsync returned, compute what is queued, and commit the
+        next batch once none is waiting for its fsync."""
         if self._broken is not None:
             raise self._broken
         writing = self._writing
