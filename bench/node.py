@@ -135,13 +135,13 @@ async def _latency(net: NodeNet) -> list[float]:
     pids = _cpu_pids(net)
     cpu_before = sum(_cpu_seconds(pid) for pid in pids.values())
     busy_before = _machine_busy_seconds()
-    started = time.perf_counter()
+    phase_started = time.perf_counter()
     for _ in range(LATENCY_SAMPLES):
         started = time.perf_counter()
         result = await a.pay(net.token, net.address(3), 1, wait=30)
         samples.append((time.perf_counter() - started) * 1000)
         assert result["status"] == "succeeded", result
-    elapsed = time.perf_counter() - started
+    elapsed = time.perf_counter() - phase_started
     ours = sum(_cpu_seconds(pid) for pid in pids.values()) - cpu_before
     others = max(_machine_busy_seconds() - busy_before - ours, 0.0)
     print(f"  latency phase: cores busy with anything else {others / elapsed:.2f}")
