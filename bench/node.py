@@ -11,7 +11,13 @@ through their HTTP API with keep-alive connections, and four figures:
   ``CONCURRENCY`` in flight, each request waiting until its payment succeeded;
 - ``node.p50_latency_ms_3hop`` / ``node.p99_latency_ms_3hop``: one payment at a time,
   from the HTTP request to the answer that it succeeded (the secret is back at A).
-Everything — anvil, four nodes and this client — shares the machine's cores.
+Everything — anvil, four nodes and this client — shares the machine's cores, so the
+figures move with whatever else runs. Printed beside them (not figures of results.json),
+to compare changes: the CPU time each process spent per mediated payment (``/proc/PID/
+stat`` utime + stime before and after that phase: the four nodes, this client, anvil;
+not the nodes' fsync helpers, whose time counts as "anything else"), and how many cores
+were busy meanwhile with these processes and with anything else (``/proc/stat``), so
+that a run slowed by other work on the machine can be told apart.
 """
 
 from __future__ import annotations
@@ -56,6 +62,36 @@ async def _direct(net: NodeNet) -> float:
     return DIRECT / elapsed
 
 
+_TICKS: float = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of process ``pid`` so far (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds all cores spent busy so far (``/proc/stat``; 0 elsewhere)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0.0
+    ticks = [int(value) for value in fields]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return (sum(ticks[:8]) - idle) / _TICKS
+
+
+def _cpu_pids(net: NodeNet) -> dict[str, int]:
+    pids = {node.name: node.process.pid for node in net.nodes if node.process is not None}
+    pids["client"] = os.getpid()
+    pids["anvil"] = net.env.anvil.process.pid
+    return pids
+
+
 async def _mediated(net: NodeNet) -> float:
     token, target = net.token, net.address(3)
     queue = iter(range(MEDIATED))
@@ -68,9 +104,26 @@ async def _mediated(net: NodeNet) -> float:
                 result = await client.pay(token, target, 1, wait=60)
                 failed += result["status"] != "succeeded"
 
+    pids = _cpu_pids(net)
+    cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    busy_before = _machine_busy_seconds()
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
     elapsed = time.perf_counter() - started
+    others = _machine_busy_seconds() - busy_before
+    spent = {
+        name: (_cpu_seconds(pid) - cpu_before[name]) * 1000 / MEDIATED for name, pid in pids.items()
+    }
+    print(
+        "  CPU ms per mediated payment: "
+        + ", ".join(f"{name} {ms:.2f}" for name, ms in spent.items())
+        + f"; total {sum(spent.values()):.2f} (wall {elapsed * 1000 / MEDIATED:.2f} ms)"
+    )
+    ours = sum(spent.values()) * MEDIATED / 1000
+    print(
+        f"  cores busy meanwhile: ours {ours / elapsed:.2f}, "
+        f"anything else {max(others - ours, 0.0) / elapsed:.2f}"
+    )
     if failed:
         print(f"  warning: {failed} of {MEDIATED} mediated payments failed")
     return (MEDIATED - failed) / elapsed
@@ -79,11 +132,19 @@ async def _mediated(net: NodeNet) -> float:
 async def _latency(net: NodeNet) -> list[float]:
     a = await net.client(0)
     samples = []
+    pids = _cpu_pids(net)
+    cpu_before = sum(_cpu_seconds(pid) for pid in pids.values())
+    busy_before = _machine_busy_seconds()
+    phase_started = time.perf_counter()
     for _ in range(LATENCY_SAMPLES):
         started = time.perf_counter()
         result = await a.pay(net.token, net.address(3), 1, wait=30)
         samples.append((time.perf_counter() - started) * 1000)
         assert result["status"] == "succeeded", result
+    elapsed = time.perf_counter() - phase_started
+    ours = sum(_cpu_seconds(pid) for pid in pids.values()) - cpu_before
+    others = max(_machine_busy_seconds() - busy_before - ours, 0.0)
+    print(f"  latency phase: cores busy with anything else {others / elapsed:.2f}")
     return samples
 
 

@@ -26,17 +26,20 @@ for another payload. The same message sealed again (after a restart) gives the s
 so fragments of two sealings never meet at the destination. docs/mesh.md §7 and §11 give
 the reasoning and what changed from v1.
 
+ChaCha20 and Poly1305 are pycryptodome's C code, called here through ctypes directly
+(``_Raw``): its Python objects cost twice the cryptography itself for a message of a
+couple of hundred bytes (a unit test holds the bytes to its ``ChaCha20_Poly1305``).
+
 Does not belong here: fragmentation, framing, replay bookkeeping (``store``), routing.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hmac
+import importlib.util
 import struct
-from typing import NamedTuple
-
-from Crypto.Cipher import ChaCha20
-from Crypto.Hash import Poly1305
+from typing import Final, NamedTuple
 
 from mesh_relay.errors import EnvelopeError
 from mesh_relay.frames import ACK_TAG_LENGTH, MESSAGE_ID_LENGTH
@@ -66,44 +69,113 @@ class Opened(NamedTuple):
     destination needs to acknowledge this message (and any duplicate of it) later."""
 
 
-def _poly1305_tag(key: bytes, aad: bytes, ciphertext: bytes) -> bytes:
+class _Raw:
+    """pycryptodome's ChaCha20 and Poly1305 libraries, loaded once with their C types."""
+
+    def __init__(self) -> None:
+        chacha = ctypes.CDLL(_library_path("Crypto.Cipher._chacha20"))
+        poly = ctypes.CDLL(_library_path("Crypto.Hash._poly1305"))
+        state_out = ctypes.POINTER(ctypes.c_void_p)
+        c_void, c_bytes, c_size = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t
+        self.chacha20_init = chacha.chacha20_init
+        self.chacha20_init.argtypes = [state_out, c_bytes, c_size, c_bytes, c_size]
+        self.chacha20_encrypt = chacha.chacha20_encrypt
+        self.chacha20_encrypt.argtypes = [c_void, c_bytes, c_void, c_size]
+        self.chacha20_destroy = chacha.chacha20_destroy
+        self.chacha20_destroy.argtypes = [c_void]
+        self.poly1305_init = poly.poly1305_init
+        self.poly1305_init.argtypes = [state_out, c_bytes, c_size, c_bytes, c_size]
+        self.poly1305_update = poly.poly1305_update
+        self.poly1305_update.argtypes = [c_void, c_bytes, c_size]
+        self.poly1305_digest = poly.poly1305_digest
+        self.poly1305_digest.argtypes = [c_void, c_void, c_size]
+        self.poly1305_destroy = poly.poly1305_destroy
+        self.poly1305_destroy.argtypes = [c_void]
+        for function in (
+            self.chacha20_init, self.chacha20_encrypt, self.chacha20_destroy,
+            self.poly1305_init, self.poly1305_update, self.poly1305_digest,
+            self.poly1305_destroy,
+        ):  # fmt: skip
+            function.restype = ctypes.c_int
+
+
+def _library_path(module: str) -> str:
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise ImportError(f"pycryptodome's {module} library is missing")
+    return spec.origin
+
+
+_RAW: Final = _Raw()
+_BLOCK: Final = bytes(64)
+
+
+def _chacha20(key: bytes, text: bytes) -> tuple[bytes, bytes]:
+    """(ChaCha20 block 0 of ``key`` and the zero nonce, ``text`` XORed with the stream
+    from block 1 on): the Poly1305 key material and the cipher text (RFC 8439 §2.8)."""
+    raw = _RAW
+    state = ctypes.c_void_p()
+    if raw.chacha20_init(ctypes.byref(state), key, len(key), _NONCE, len(_NONCE)):
+        raise ValueError("ChaCha20 refused its key")
+    try:
+        block0 = ctypes.create_string_buffer(64)
+        raw.chacha20_encrypt(state, _BLOCK, block0, 64)
+        if not text:
+            return block0.raw, b""
+        out = ctypes.create_string_buffer(len(text))
+        raw.chacha20_encrypt(state, text, out, len(text))
+        return block0.raw, out.raw
+    finally:
+        raw.chacha20_destroy(state)
+
+
+def _poly1305_tag(block0: bytes, aad: bytes, ciphertext: bytes) -> bytes:
     """RFC 8439 §2.8: Poly1305, keyed by ChaCha20 block 0, over the padded AD and text."""
-    mac = Poly1305.new(key=key, cipher=ChaCha20, nonce=_NONCE)
-    mac.update(
-        aad
-        + bytes(-len(aad) % 16)
-        + ciphertext
-        + bytes(-len(ciphertext) % 16)
-        + struct.pack("<QQ", len(aad), len(ciphertext))
-    )
-    tag: bytes = mac.digest()
-    return tag
+    raw = _RAW
+    state = ctypes.c_void_p()
+    if raw.poly1305_init(ctypes.byref(state), block0[:16], 16, block0[16:32], 16):
+        raise ValueError("Poly1305 refused its key")
+    try:
+        data = (
+            aad
+            + bytes(-len(aad) % 16)
+            + ciphertext
+            + bytes(-len(ciphertext) % 16)
+            + struct.pack("<QQ", len(aad), len(ciphertext))
+        )
+        raw.poly1305_update(state, data, len(data))
+        tag = ctypes.create_string_buffer(_TAG_LENGTH)
+        raw.poly1305_digest(state, tag, _TAG_LENGTH)
+        return tag.raw
+    finally:
+        raw.poly1305_destroy(state)
 
 
 def aead_encrypt(key: bytes, aad: bytes, plaintext: bytes) -> bytes:
     """ChaCha20-Poly1305 (RFC 8439) with the all-zero nonce: ciphertext ‖ 16-byte tag.
 
     The same bytes as pycryptodome's ``ChaCha20_Poly1305`` (a unit test holds them to
-    it), built from its ChaCha20 and Poly1305 directly: its AEAD object costs twice as
-    much per message, mostly in a BLAKE2s-based tag comparison on decryption.
+    it), built from its ChaCha20 and Poly1305 C functions directly.
     """
-    stream = ChaCha20.new(key=key, nonce=_NONCE)
-    stream.seek(64)  # block 0 keyed the MAC; the text starts at block 1
-    ciphertext: bytes = stream.encrypt(plaintext)
-    return ciphertext + _poly1305_tag(key, aad, ciphertext)
+    if len(key) != 32:
+        raise ValueError("a ChaCha20-Poly1305 key is 32 bytes")
+    block0, ciphertext = _chacha20(key, plaintext)
+    return ciphertext + _poly1305_tag(block0, aad, ciphertext)
 
 
 def aead_decrypt(key: bytes, aad: bytes, sealed: bytes) -> bytes:
     """The plaintext of ``aead_encrypt``'s output; ``EnvelopeError`` if it does not
-    authenticate (the tag is compared in constant time before anything is decrypted)."""
+    authenticate (the tag is compared in constant time before the plaintext is used)."""
+    if len(key) != 32:
+        raise ValueError("a ChaCha20-Poly1305 key is 32 bytes")
     if len(sealed) < _TAG_LENGTH:
         raise EnvelopeError("ciphertext shorter than its tag")
     ciphertext, tag = sealed[:-_TAG_LENGTH], sealed[-_TAG_LENGTH:]
-    if not hmac.compare_digest(_poly1305_tag(key, aad, ciphertext), tag):
+    # Decrypting is the same XOR as encrypting; the plaintext is returned only if the
+    # tag over the ciphertext verifies.
+    block0, plaintext = _chacha20(key, ciphertext)
+    if not hmac.compare_digest(_poly1305_tag(block0, aad, ciphertext), tag):
         raise EnvelopeError("ciphertext does not authenticate")
-    stream = ChaCha20.new(key=key, nonce=_NONCE)
-    stream.seek(64)
-    plaintext: bytes = stream.decrypt(ciphertext)
     return plaintext
 
 

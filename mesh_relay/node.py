@@ -87,6 +87,7 @@ from mesh_relay.store import (
     SeenSet,
     decode_snapshot,
     encode_snapshot,
+    pack_seen,
 )
 
 _T_HELLO = 0
@@ -125,6 +126,9 @@ class MeshNode:
             config.reassembly_timeout,
         )
         self._delivered = SeenSet(config.max_seen)
+        self._seen_packed: dict[tuple[Address, bytes], bytes] = {}
+        """The ids of ``_delivered`` packed for the snapshot as they are added (and kept
+        for a while after they expire: a snapshot may hold some, its reader skips them)."""
         self._awaiting_app_ack: OrderedDict[tuple[Address, bytes], float] = OrderedDict()
         """With ``config.app_acks``: payloads delivered and not yet acknowledged, with the
         expiry their entry in ``_delivered`` will get. In memory only, on purpose: after a
@@ -324,7 +328,7 @@ class MeshNode:
         message_key = (as_address(origin), message_id)
         expiry = self._awaiting_app_ack.pop(message_key, None)
         if expiry is not None:
-            if self._delivered.add(message_key, expiry + self.config.hello_tolerance, now):
+            if self._remember_delivered(message_key, expiry + self.config.hello_tolerance, now):
                 self._acknowledge(message_key[0], message_id, expiry, now)
             else:
                 self._stats["refused_seen_full"] += 1
@@ -344,12 +348,27 @@ class MeshNode:
         """The pending store as bytes: unresolved own messages, frames in custody (except
         our own fragments, which are rebuilt from the messages) and delivered ids."""
         custody = [i for i in self._custody if not i.own]
-        seen = [
-            (key[0], key[1], expiry)
-            for key, expiry in self._delivered.items()
-            if isinstance(key, tuple)
-        ]
-        return encode_snapshot(self._routing.seqno, list(self._pending.values()), custody, seen)
+        packed = self._seen_packed
+        if len(packed) > len(self._delivered) * 5 // 4 + 64:  # forget the expired, now and then
+            delivered = self._delivered
+            packed = self._seen_packed = {k: v for k, v in packed.items() if k in delivered}
+        return encode_snapshot(
+            self._routing.seqno,
+            list(self._pending.values()),
+            custody,
+            [],
+            (len(packed), b"".join(packed.values())),
+        )
+
+    def _remember_delivered(
+        self, message_key: tuple[Address, bytes], expires: float, now: float
+    ) -> bool:
+        if not self._delivered.add(message_key, expires, now):
+            return False
+        expiry = self._delivered.expiry(message_key)
+        assert expiry is not None
+        self._seen_packed[message_key] = pack_seen(message_key[0], message_key[1], expiry)
+        return True
 
     def restore(self, data: bytes, now: float) -> list[Effect]:
         """Load a snapshot (``SnapshotError`` if corrupt) into this node, normally at start."""
@@ -358,7 +377,7 @@ class MeshNode:
         self._routing.restore_seqno(snapshot.seqno)
         for origin, message_id, expiry in snapshot.seen:
             if expiry > now:
-                self._delivered.add((origin, message_id), expiry, now)
+                self._remember_delivered((origin, message_id), expiry, now)
         for message_id, destination, expiry, payload in snapshot.pending:
             if message_id in self._pending or expiry + self.config.ack_grace <= now:
                 continue
@@ -527,7 +546,7 @@ class MeshNode:
             self._stats["delivered"] += 1
             self._out.append(Deliver(frame.origin, payload, frame.message_id))
             return
-        if not self._delivered.add(message_key, expiry + self.config.hello_tolerance, now):
+        if not self._remember_delivered(message_key, expiry + self.config.hello_tolerance, now):
             self._stats["refused_seen_full"] += 1
             return
         self._stats["delivered"] += 1

@@ -288,6 +288,10 @@ class SeenSet:
         """(key, expiry) pairs, for snapshots."""
         return list(self._expiry.items())
 
+    def expiry(self, key: Hashable) -> float | None:
+        """When ``key`` is forgotten, if it is remembered."""
+        return self._expiry.get(key)
+
     def __len__(self) -> int:
         return len(self._expiry)
 
@@ -321,13 +325,23 @@ def _ms(seconds: float) -> bytes:
     return min(2**48 - 1, max(0, int(seconds * 1000))).to_bytes(6, "big")
 
 
+def pack_seen(origin: Address, message_id: bytes, expiry: float) -> bytes:
+    """One delivered id as a snapshot holds it (``encode_snapshot``'s ``packed_seen``)."""
+    return _SEEN.pack(origin, message_id, _ms(expiry))
+
+
 def encode_snapshot(
     seqno: int,
     pending: list[PendingMessage],
     custody: list[CustodyItem],
     seen: list[tuple[Address, bytes, float]],
+    packed_seen: tuple[int, bytes] = (0, b""),
 ) -> bytes:
-    """Serialise the pending store (version 2, documented in docs/mesh.md §9)."""
+    """Serialise the pending store (version 2, documented in docs/mesh.md §9).
+
+    ``packed_seen``: more delivered ids, ``(count, the concatenation of pack_seen)``: a
+    node keeps them packed as they come, so that a snapshot of tens of thousands of ids
+    is one join, not a loop over them every second."""
     parts = [_MAGIC, bytes((_SNAPSHOT_VERSION,)), _U32.pack(seqno), _U32.pack(len(pending))]
     for message in pending:
         parts.append(
@@ -341,9 +355,10 @@ def encode_snapshot(
         parts.append(_CUSTODY.pack(item.hops_left, len(item.tail)))
         parts.append(bytes((item.kind,)))
         parts.append(item.tail)
-    parts.append(_U32.pack(len(seen)))
+    parts.append(_U32.pack(len(seen) + packed_seen[0]))
     for origin, message_id, expiry in seen:
         parts.append(_SEEN.pack(origin, message_id, _ms(expiry)))
+    parts.append(packed_seen[1])
     return b"".join(parts)
 
 

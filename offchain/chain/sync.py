@@ -302,7 +302,8 @@ class ChainFollower:
                     "the endpoint is behind our cursor (%d < %d)", head.number, cursor.block
                 )
                 return 0
-            found = await self._header(cursor.block)
+            # Most polls find no new block: the head is the cursor's block, already fetched.
+            found = head if head.number == cursor.block else await self._header(cursor.block)
             if found is None:
                 return 0
             if found.hash != cursor.hash:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from offchain.protocol import (
@@ -75,31 +75,83 @@ def _init_fields(cls: type) -> tuple[str, ...]:
 
 def to_tree(value: Any) -> Any:
     """``value`` as a JSON-ready tree (see the module docstring)."""
-    if value is None or isinstance(value, bool | int):
-        return value
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    if isinstance(value, str):
-        return {"$s": value} if value.startswith(("0x", "$")) else value
-    if isinstance(value, enum.Enum):
-        return {"$e": type(value).__name__, "v": to_tree(value.value)}
-    if isinstance(value, tuple | list):
-        return [to_tree(item) for item in value]
-    if isinstance(value, ChannelGraph):
-        return {"$": "ChannelGraph", "edges": [to_tree(edge) for edge in value.edges]}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        cls = type(value)
-        tree: dict[str, Any] = {"$": cls.__name__}
-        for name in _init_fields(cls):
-            tree[name] = to_tree(getattr(value, name))
+    encoder = _ENCODERS.get(type(value))
+    if encoder is None:
+        encoder = _ENCODERS[type(value)] = _encoder_for(type(value))
+    return encoder(value)
+
+
+# One encoder per exact type, chosen once: the node encodes every input it logs and its
+# whole state at each snapshot, and walking the chain of isinstance checks for every
+# field of every value was most of the cost.
+_ENCODERS: dict[type, Callable[[Any], Any]] = {}
+
+
+def _encoder_for(cls: type) -> Callable[[Any], Any]:
+    if cls is type(None) or cls is bool:
+        return _same
+    if issubclass(cls, enum.Enum):  # before int: an IntEnum is an int too
+        name = cls.__name__
+        return lambda value: {"$e": name, "v": to_tree(value.value)}
+    if issubclass(cls, int):
+        return _same
+    if issubclass(cls, bytes):
+        return _hex
+    if issubclass(cls, str):
+        return _string
+    if issubclass(cls, tuple | list):
+        return _sequence
+    if issubclass(cls, ChannelGraph):
+        return _graph
+    if dataclasses.is_dataclass(cls):
+        return _dataclass_encoder(cls)
+    if issubclass(cls, frozenset | set):
+        return _set
+    if issubclass(cls, Mapping):
+        return _mapping
+    raise TypeError(f"cannot encode {cls.__name__}")
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _hex(value: bytes) -> str:
+    return "0x" + value.hex()
+
+
+def _string(value: str) -> Any:
+    return {"$s": value} if value.startswith(("0x", "$")) else value
+
+
+def _sequence(value: tuple[Any, ...] | list[Any]) -> list[Any]:
+    return [to_tree(item) for item in value]
+
+
+def _graph(value: ChannelGraph) -> dict[str, Any]:
+    return {"$": "ChannelGraph", "edges": [to_tree(edge) for edge in value.edges]}
+
+
+def _dataclass_encoder(cls: type) -> Callable[[Any], dict[str, Any]]:
+    name, fields = cls.__name__, _init_fields(cls)
+
+    def encode_dataclass(value: Any) -> dict[str, Any]:
+        tree: dict[str, Any] = {"$": name}
+        for field in fields:
+            tree[field] = to_tree(getattr(value, field))
         return tree
-    if isinstance(value, frozenset | set):
-        items = [to_tree(item) for item in value]
-        items.sort(key=lambda item: json.dumps(item, sort_keys=True))
-        return {"$fs": items}
-    if isinstance(value, Mapping):
-        return {"$m": [[to_tree(k), to_tree(v)] for k, v in value.items()]}
-    raise TypeError(f"cannot encode {type(value).__name__}")
+
+    return encode_dataclass
+
+
+def _set(value: frozenset[Any] | set[Any]) -> dict[str, Any]:
+    items = [to_tree(item) for item in value]
+    items.sort(key=lambda item: json.dumps(item, sort_keys=True))
+    return {"$fs": items}
+
+
+def _mapping(value: Mapping[Any, Any]) -> dict[str, Any]:
+    return {"$m": [[to_tree(k), to_tree(v)] for k, v in value.items()]}
 
 
 def from_tree(tree: Any) -> Any:
@@ -174,7 +226,13 @@ def _class(name: Any) -> type:
 
 def encode(value: Any) -> bytes:
     """``value`` as compact JSON bytes."""
-    return json.dumps(to_tree(value), separators=(",", ":")).encode()
+    return dumps(to_tree(value)).encode()
+
+
+_JSON: Final = json.JSONEncoder(separators=(",", ":"))
+dumps: Final = _JSON.encode
+"""A tree as compact JSON text (one encoder for all: ``json.dumps`` with arguments builds
+a new one per call)."""
 
 
 def decode(data: bytes) -> Any:

@@ -14,6 +14,12 @@ at its start (a test lets the node settle, arms it, then makes it act), and a la
 SIGUSR1 starts it again. ``SMARTMESH_PROFILE=FILE`` runs the node under cProfile and
 writes the statistics to FILE (``%p`` becomes the process id) when it stops.
 
+Once started, the objects of the start (modules, ABIs, settings: about 100,000) are moved
+out of the garbage collector's sight (``gc.freeze``) and the youngest generation is
+collected every ``GC_THRESHOLD[0]`` allocations instead of 700: a payment allocates many
+short-lived values that reference counting frees, and the collector's passes over the
+long-lived heap were about a tenth of a busy node's CPU.
+
 Does not belong here: settings parsing (``config``), keys (``keystore``), the node itself.
 """
 
@@ -23,12 +29,13 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import json
 import logging
 import os
 import signal
 import sys
-from typing import TextIO
+from typing import Final, TextIO
 
 from offchain.api.server import serve
 from offchain.chain.errors import ChainUnavailable, DeploymentError
@@ -39,6 +46,8 @@ from offchain.node.config import NodeConfig
 from offchain.node.errors import NodeError
 
 log = logging.getLogger("smartmesh.node")
+
+GC_THRESHOLD: Final = (20_000, 20, 20)
 
 
 class StartError(NodeError):
@@ -85,6 +94,9 @@ async def run_node(config: NodeConfig, out: TextIO = sys.stdout) -> int:
     except BaseException:
         await node.stop()
         raise
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
     ready = {
         "event": "ready",
         "address": "0x" + node.address.hex(),

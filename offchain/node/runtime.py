@@ -3,12 +3,25 @@
 Belongs here: ``NodeRuntime``, the only place where the core's effects run (DESIGN.md §1).
 Every input (a user action, a peer's message, a chain event, a tick) is queued with
 ``submit``. The loop takes what is queued (up to ``max_batch``), runs each through the
-pure ``transition``, writes every input and what its effects leave to do into the store
-in ONE transaction (group commit: one fsync for the batch), and only then runs the
-effects: messages to the transport, transactions to the chain port, notifications to
-waiters. A crash before the commit loses inputs nobody was told about (a peer's message
-is not acknowledged yet, so it comes again; an API call had no answer yet); a crash after
-it re-runs the unfinished work at start.
+pure ``transition``, gathers every input and what its effects leave to do as the rows of
+ONE transaction (group commit: one fsync for the batch), and only once that transaction
+is durable runs the effects: messages to the transport, transactions to the chain port,
+notifications to waiters. A crash before the commit loses inputs nobody was told about (a
+peer's message is not acknowledged yet, so it comes again; an API call had no answer
+yet); a crash after it re-runs the unfinished work at start.
+
+The commit is pipelined (with ``synchronous=FULL``): a busy runtime commits a batch
+without the fsync and asks its ``LogSyncer`` helper process for it, and the event loop
+goes on: the mesh and the API keep running during the fsync, and what arrives meanwhile
+is already run through the core and gathered into the next batch, which is committed as
+soon as the previous one is durable. So commits stay in order, one at a time; the
+effects of a batch run only after its own fsync (and so after every earlier one);
+``state`` is the state as of the last durable commit (what readers see), while the loop
+computes ahead on its own copy. An idle runtime (nothing queued, nothing of its own in
+flight) commits with the fsync inline: nobody would use the loop meanwhile, and a lone
+payment's path (seven commits one after another) is spared the hand-over. A failed
+write or fsync (or a dead helper) stops the loop for good: the state computed ahead was
+never acted upon, and nothing more is written.
 
 Restart: the latest snapshot, then the inputs logged after it replayed through the same
 pure transition (the core is deterministic: same state, same input, same key, same
@@ -36,7 +49,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from offchain.node import encoding
-from offchain.node.store import CONTRACT_SENDS, ContractSend, Store
+from offchain.node.errors import StoreError
+from offchain.node.store import CONTRACT_SENDS, ContractSend, LogSyncer, Rows, Store
 from offchain.node.transport import MeshTransport, WorkKey
 from offchain.protocol import codec
 from offchain.protocol.codec import DecodeError
@@ -78,6 +92,18 @@ class _Queued:
 
 
 @dataclass(slots=True)
+class _Batch:
+    """Inputs run through the core, waiting for (or in) their one commit."""
+
+    state: NodeState  # after these inputs
+    rows: Rows = field(default_factory=Rows)
+    results: list[tuple[_Queued, int, list[Effect]]] = field(default_factory=list)
+    refused: list[_Queued] = field(default_factory=list)
+    taken: int = 0  # queued items taken into it (the max_batch budget)
+    write: asyncio.Future[None] | None = None  # its fsync, asked of the helper
+
+
+@dataclass(slots=True)
 class _DirectQueue:
     entries: list[BatchEntry] = field(default_factory=list)
     futures: list[asyncio.Future[list[Effect]]] = field(default_factory=list)
@@ -97,6 +123,7 @@ class NodeRuntime:
         snapshot_every: int = 1_000,
         tick_interval: float = 1.0,
         max_batch: int = MAX_BATCH,
+        pipeline: bool = True,
     ) -> None:
         self.key = PrivateKey(key)
         self.address: Address = address_from_private_key(self.key)
@@ -107,7 +134,16 @@ class NodeRuntime:
         self.snapshot_every = snapshot_every
         self.tick_interval = tick_interval
         self.max_batch = max_batch
+        self.pipeline = pipeline
+        """Whether a busy loop goes on while its commit's fsync runs in the helper
+        (False: every commit is durable before the loop goes on)."""
         self.state = NodeState(self.address, chain_id, self.settings)
+        """The state as of the last durable commit."""
+        self._state = self.state  # ahead of ``state`` by the batches not yet durable
+        self._open: _Batch | None = None  # computed, not yet handed to the writer
+        self._writing: _Batch | None = None  # committed, its fsync under way in the helper
+        self._syncer: LogSyncer | None = None
+        self._broken: BaseException | None = None  # a write failed: nothing more is written
         self.transport: MeshTransport | None = None
         self.chain_submit: ChainSubmit | None = None
         self._queue: deque[_Queued] = deque()
@@ -123,7 +159,13 @@ class NodeRuntime:
         that logged inputs (counted since the start), before their effects run (``main``
         sets it from ``SMARTMESH_FAILPOINT``, or arms it later with ``crash_after``)."""
         self._commits = 0
-        self.stats = {"inputs": 0, "batches": 0, "ticks_skipped": 0, "core_errors": 0}
+        self.stats = {
+            "inputs": 0,
+            "batches": 0,
+            "ticks_skipped": 0,
+            "core_errors": 0,
+            "synced_by_helper": 0,  # commits whose fsync the helper process did
+        }
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -140,7 +182,7 @@ class NodeRuntime:
                 raise
         if state.settings != self.settings:
             state = replace(state, settings=self.settings)
-        self.state = state
+        self.state = self._state = state
         with self.store.transaction():
             self.store.snapshot(state)
         return len(restored.inputs)
@@ -158,6 +200,9 @@ class NodeRuntime:
             replayed,
         )
         self._running = True
+        if self.pipeline and self.store.synchronous == "FULL":
+            self._syncer = self.store.log_syncer()
+            asyncio.get_running_loop().add_reader(self._syncer.fileno(), self._on_synced)
         for work in self.store.pending_work():
             if work.kind == "send":
                 if transport is not None and work.recipient is not None:
@@ -179,13 +224,32 @@ class NodeRuntime:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                try:
+                    await task
+                except Exception as exc:
+                    if exc is not self._broken:  # a failed write was logged already
+                        raise
         self._tasks = []
-        self._process()  # what was queued before the stop still counts
-        with self.store.transaction():
-            self.store.mark_done(self._done_keys)
-            self._done_keys = []
-            self.store.snapshot(self.state)
+        writing, self._writing = self._writing, None
+        if writing is not None and self._broken is None:  # let its commit end, effects run
+            assert writing.write is not None
+            with contextlib.suppress(Exception):  # a failure is recorded in _broken
+                await asyncio.shield(writing.write)
+                self._check_write(writing)
+        if self._syncer is not None:
+            asyncio.get_running_loop().remove_reader(self._syncer.fileno())
+            self._syncer.close()
+            self._syncer = None
+        if self._broken is not None:
+            return  # the state computed ahead was never logged: no snapshot of it
+        self._compute()  # what was queued before the stop still counts
+        batch = self._open or _Batch(self._state)
+        self._open = None
+        self.store.mark_done(self._done_keys, batch.rows)
+        self._done_keys = []
+        self.store.snapshot(self._state, rows=batch.rows)
+        self.store.write(batch.rows)
+        self._finish(batch)
 
     def crash_after(self, commits: int) -> None:
         """Arm the failpoint from now: exit after ``commits`` more commits that log inputs.
@@ -283,8 +347,8 @@ class NodeRuntime:
         while self._running:
             await self._wake.wait()
             self._wake.clear()
-            self._process()
-            if self._queue or self._direct:
+            self._step()
+            if self._has_input() and (self._open is None or self._open.taken < self.max_batch):
                 self._wake.set()
                 await asyncio.sleep(0)  # let the transport and the API run between batches
 
@@ -294,7 +358,117 @@ class NodeRuntime:
             self._queue.append(_Queued(Tick(Timestamp(int(self.clock())))))
             self._wake.set()
 
-    def _take_batch(self) -> list[_Queued]:
+    def _has_input(self) -> bool:
+        return bool(self._queue or self._direct)
+
+    def _step(self) -> None:
+        """Finish the batch whose fsync returned, compute what is queued, and commit the
+        next batch once none is waiting for its fsync."""
+        if self._broken is not None:
+            raise self._broken
+        writing = self._writing
+        if writing is not None and writing.write is not None and writing.write.done():
+            self._writing = None
+            self._check_write(writing)
+        self._compute()
+        if self._writing is None and (self._open is not None or self._done_keys):
+            self._start_write()
+
+    def _compute(self) -> None:
+        """Run queued inputs through the core into the open batch (up to ``max_batch``)."""
+        if not self._has_input():
+            return
+        batch = self._open
+        if batch is None:
+            batch = self._open = _Batch(self._state)
+        if batch.taken >= self.max_batch:
+            return
+        items = self._take_batch(self.max_batch - batch.taken)
+        batch.taken += len(items)
+        state = self._state
+        now = self.clock()
+        rows = batch.rows
+        for item in items:
+            try:
+                new_state, effects = transition(state, item.event, self.key)
+            except Exception as exc:  # our bug: the input is refused, the node goes on
+                self.stats["core_errors"] += 1
+                log.exception("the core raised on %s", type(item.event).__name__)
+                if item.future is not None and not item.future.done():
+                    item.future.set_exception(exc)
+                batch.refused.append(item)
+                continue
+            if isinstance(item.event, Tick) and not effects and new_state == state:
+                self.stats["ticks_skipped"] += 1  # nothing happened: nothing to replay
+                continue
+            seq = self.store.log(item.event, effects, now, rows)
+            state = new_state
+            batch.results.append((item, seq, effects))
+        self._state = batch.state = state
+
+    def _check_write(self, batch: _Batch) -> None:
+        """Finish ``batch`` if its write succeeded; else the runtime is broken for good."""
+        assert batch.write is not None
+        error = batch.write.exception()
+        if error is None:
+            self._finish(batch)
+            return
+        self._broken = error
+        log.critical("writing a batch failed (%s): the node stops processing inputs", error)
+        raise error
+
+    def _start_write(self) -> None:
+        batch = self._open or _Batch(self._state)
+        self._open = None
+        if self._done_keys:
+            self.store.mark_done(self._done_keys, batch.rows)
+            self._done_keys = []
+        if self.store.inputs_since_snapshot() >= self.snapshot_every:
+            self.store.snapshot(batch.state, rows=batch.rows)
+        if not batch.rows:  # e.g. only ticks that changed nothing
+            self._finish(batch)
+            return
+        idle = not self._has_input() and (self.transport is None or not self.transport.backlog())
+        try:
+            deferred = self.store.write(batch.rows, sync=idle or self._syncer is None)
+            if deferred:
+                assert self._syncer is not None
+                self._syncer.request()
+        except BaseException as exc:
+            self._broken = exc
+            log.critical("writing a batch failed (%s): the node stops processing inputs", exc)
+            raise
+        if not deferred:
+            self._finish(batch)  # durable already (or synchronous=NORMAL: nothing to wait for)
+            return
+        self.stats["synced_by_helper"] += 1
+        batch.write = asyncio.get_running_loop().create_future()
+        self._writing = batch
+
+    def _on_synced(self) -> None:
+        """The helper answered (or died): the batch under way is durable, or never will be."""
+        syncer = self._syncer
+        assert syncer is not None
+        answers = syncer.answers()
+        if answers == b"":
+            return
+        error: Exception | None = None
+        if answers is None:
+            asyncio.get_running_loop().remove_reader(syncer.fileno())
+            error = StoreError("the fsync helper process is gone")
+        elif b"e" in answers:
+            error = StoreError("fsync of the database log failed")
+        writing = self._writing
+        if writing is not None and writing.write is not None and not writing.write.done():
+            if error is None:
+                writing.write.set_result(None)
+            else:
+                writing.write.set_exception(error)
+        elif error is not None:
+            self._broken = error  # no batch under way: the next one would wait forever
+        self._wake.set()
+
+    def _take_batch(self, room: int) -> list[_Queued]:
         batch: list[_Queued] = []
         now = Timestamp(int(self.clock()))
         for (network, partner), queue in list(self._direct.items()):
@@ -305,41 +479,14 @@ class NodeRuntime:
                 group = futures[start : start + MAX_DIRECT_PER_BATCH]
                 batch.append(_Queued(action, _fan_out(group)))
         self._direct.clear()
-        while self._queue and len(batch) < self.max_batch:
+        while self._queue and len(batch) < room:
             batch.append(self._queue.popleft())
         return batch
 
-    def _process(self) -> None:
-        batch = self._take_batch()
-        if not batch and not self._done_keys:
-            return
-        results: list[tuple[_Queued, int, list[Effect]]] = []
-        refused: list[_Queued] = []
-        state = self.state
-        now = self.clock()
-        with self.store.transaction():
-            for item in batch:
-                try:
-                    new_state, effects = transition(state, item.event, self.key)
-                except Exception as exc:  # our bug: the input is refused, the node goes on
-                    self.stats["core_errors"] += 1
-                    log.exception("the core raised on %s", type(item.event).__name__)
-                    if item.future is not None and not item.future.done():
-                        item.future.set_exception(exc)
-                    refused.append(item)
-                    continue
-                if isinstance(item.event, Tick) and not effects and new_state == state:
-                    self.stats["ticks_skipped"] += 1  # nothing happened: nothing to replay
-                    continue
-                seq = self.store.log(item.event, effects, now)
-                state = new_state
-                results.append((item, seq, effects))
-            if self._done_keys:
-                self.store.mark_done(self._done_keys)
-                self._done_keys = []
-            if self.store.inputs_since_snapshot() >= self.snapshot_every:
-                self.store.snapshot(state)
-        self.state = state
+    def _finish(self, batch: _Batch) -> None:
+        """The batch is durable: its state becomes ``state``, then its effects run."""
+        self.state = batch.state
+        results = batch.results
         if results:
             self._commits += 1  # commits that logged inputs: the persistence points
         if (
@@ -357,7 +504,7 @@ class NodeRuntime:
                 item.after_commit()
             if item.future is not None and not item.future.done():
                 item.future.set_result(effects)
-        for item in refused:  # a core error: still acknowledge, a resend would fail again
+        for item in batch.refused:  # a core error: still acknowledge, a resend would fail again
             if item.after_commit is not None:
                 item.after_commit()
 

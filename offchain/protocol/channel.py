@@ -14,7 +14,6 @@ state machines), timers, or anything that talks to the chain. Time comes in as `
 from __future__ import annotations
 
 import enum
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, NamedTuple
@@ -25,8 +24,12 @@ from offchain.protocol.locks import (
     MAX_PENDING_LOCKS,
     Lock,
     balance_hash,
+    find_lock,
+    locked_total,
     locksroot,
     secrethash_of,
+    with_lock,
+    without_lock,
 )
 from offchain.protocol.messages import (
     MAX_BATCH_PAYMENTS,
@@ -95,7 +98,7 @@ class EndState:
 
     @property
     def locked(self) -> TokenAmount:
-        return TokenAmount(sum(lock.amount for lock in self.locks))
+        return locked_total(self.locks)
 
     @property
     def locksroot(self) -> Locksroot:
@@ -106,19 +109,12 @@ class EndState:
         return _balance_hash_of(self.transferred, self.locks)
 
     def lock_for(self, secrethash: SecretHash) -> Lock | None:
-        for lock in self.locks:
-            if lock.secrethash == secrethash:
-                return lock
-        return None
+        return find_lock(self.locks, secrethash)
 
 
-@functools.lru_cache(maxsize=4096)
 def _balance_hash_of(transferred: TokenAmount, locks: tuple[Lock, ...]) -> BalanceHash:
-    # Each proof's balance hash is computed by its sender and again by its receiver (and
-    # the locksroot hashes every pending lock): equal inputs, equal hash, so cache it.
-    return balance_hash(
-        transferred, TokenAmount(sum(lock.amount for lock in locks)), locksroot(locks)
-    )
+    # L and the locksroot are remembered per tuple of locks (locks.with_lock/without_lock).
+    return balance_hash(transferred, locked_total(locks), locksroot(locks))
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,7 +337,9 @@ def make_locked_transfer(
         target_amount,
         PLACEHOLDER_SIGNATURE,
     )
-    new_channel, signed = _sign_new_end(channel, key, message, locks=(*channel.our.locks, lock))
+    new_channel, signed = _sign_new_end(
+        channel, key, message, locks=with_lock(channel.our.locks, lock)
+    )
     assert isinstance(signed, LockedTransfer)
     return new_channel, signed
 
@@ -382,7 +380,7 @@ def make_lock_return(
         channel,
         key,
         message,
-        locks=(*channel.our.locks, lock),
+        locks=with_lock(channel.our.locks, lock),
         mirrors=channel.our.mirrors | {secrethash},
     )
     assert isinstance(signed, LockReturn)
@@ -425,7 +423,7 @@ def make_unlock(
         key,
         message,
         transferred=TokenAmount(channel.our.transferred + lock.amount),
-        locks=tuple(item for item in channel.our.locks if item.secrethash != secrethash),
+        locks=without_lock(channel.our.locks, secrethash),
         mirrors=channel.our.mirrors - {secrethash},
     )
     assert isinstance(signed, Unlock)
@@ -453,7 +451,7 @@ def make_lock_expired(
         channel,
         key,
         message,
-        locks=tuple(item for item in channel.our.locks if item.secrethash != secrethash),
+        locks=without_lock(channel.our.locks, secrethash),
         mirrors=channel.our.mirrors - {secrethash},
     )
     assert isinstance(signed, LockExpired)
@@ -579,7 +577,7 @@ def _derive_partner(
                 return problem
             if message.target_amount > message.amount:
                 return Rejected("target amount above the lock amount")
-            return _Derived(partner.transferred, (*partner.locks, lock), partner.mirrors)
+            return _Derived(partner.transferred, with_lock(partner.locks, lock), partner.mirrors)
         case LockReturn():
             # Only the netting depends on it mirroring one of our pending locks; if ours was
             # unlocked meanwhile (the two messages crossed), it is a plain lock in our favour.
@@ -589,7 +587,7 @@ def _derive_partner(
                 return problem
             return _Derived(
                 partner.transferred,
-                (*partner.locks, lock),
+                with_lock(partner.locks, lock),
                 partner.mirrors | {message.secrethash},
             )
         case Unlock():
@@ -601,7 +599,7 @@ def _derive_partner(
             # it. We are paid, and we owe the mirror back (we now know its secret).
             return _Derived(
                 TokenAmount(partner.transferred + unlocked.amount),
-                tuple(item for item in partner.locks if item.secrethash != secrethash),
+                without_lock(partner.locks, secrethash),
                 partner.mirrors - {secrethash},
             )
         case LockExpired():
@@ -616,6 +614,6 @@ def _derive_partner(
                 return Rejected("the original of this mirror is still pending")
             return _Derived(
                 partner.transferred,
-                tuple(item for item in partner.locks if item.secrethash != message.secrethash),
+                without_lock(partner.locks, message.secrethash),
                 partner.mirrors - {message.secrethash},
             )

@@ -5,6 +5,14 @@ Belongs here: the ``Lock`` value, its 96-byte on-chain encoding, ``locksroot`` a
 on pending locks, and the canonical ordering and id of a channel's two participants. Each
 function mirrors one computation of the token network contract byte for byte.
 
+Also here: what a tuple of pending locks sums up to (``locked_total``, ``locksroot``,
+``find_lock``), remembered per tuple *object*, and ``with_lock`` / ``without_lock``, which
+make the next tuple and derive its summary from the previous one. Every proof commits to
+all pending locks; with a hundred payments in flight, summing, hashing and scanning them
+afresh for each proof was the largest cost of a mediator. An append extends a copy of the
+previous Keccak state (no rehash); a removal hashes the packed bytes once, in C. The
+results are exactly what the plain computation gives, so this changes no outcome.
+
 Does not belong here: when a lock may be added, removed or expire (channel state
 machine), or the settlement arithmetic (``settlement``).
 """
@@ -14,7 +22,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
+
+import sha3  # the same C Keccak as crypto.keccak256; here for its copyable state
 
 from offchain.protocol.crypto import keccak256, sha256
 from offchain.protocol.errors import ValidationError
@@ -96,7 +106,106 @@ def locksroot(locks: Sequence[Lock]) -> Locksroot:
     """
     if not locks:
         return EMPTY_LOCKSROOT
+    if isinstance(locks, tuple):
+        return _summary(locks).root()
     return Locksroot(keccak256(encode_locks(locks)))
+
+
+class _Summary:
+    """What one tuple of pending locks sums up to (see the module docstring)."""
+
+    __slots__ = ("_root", "by_hash", "hasher", "locked", "locks", "packed")
+
+    def __init__(
+        self,
+        locks: tuple[Lock, ...],
+        locked: int,
+        packed: bytes,
+        hasher: Any,
+        by_hash: dict[bytes, Lock],
+    ) -> None:
+        self.locks = locks  # kept: the cache key is its id, which must not be reused
+        self.locked = locked
+        self.packed = packed
+        self.hasher = hasher  # Keccak state after absorbing ``packed``
+        self.by_hash = by_hash  # secrethash -> the first lock with it
+        self._root: Locksroot | None = None
+
+    def root(self) -> Locksroot:
+        if self._root is None:
+            self._root = Locksroot(self.hasher.digest()) if self.locks else EMPTY_LOCKSROOT
+        return self._root
+
+
+_SUMMARIES: dict[int, _Summary] = {}
+_SUMMARIES_MAX: Final = 128  # a few per channel end are in use at a time
+
+
+def _remember(summary: _Summary) -> _Summary:
+    if len(_SUMMARIES) >= _SUMMARIES_MAX:
+        # Insertion order: drop the oldest quarter (a channel's current tuple is usually
+        # recent; one that is dropped is summed afresh once when it is used again).
+        for key in list(_SUMMARIES)[: _SUMMARIES_MAX // 4]:
+            del _SUMMARIES[key]
+    _SUMMARIES[id(summary.locks)] = summary
+    return summary
+
+
+def _summary(locks: tuple[Lock, ...]) -> _Summary:
+    known = _SUMMARIES.get(id(locks))
+    if known is not None and known.locks is locks:
+        return known
+    packed = encode_locks(locks)
+    by_hash: dict[bytes, Lock] = {}
+    for lock in locks:
+        by_hash.setdefault(lock.secrethash, lock)
+    total = sum(lock.amount for lock in locks)
+    return _remember(_Summary(locks, total, packed, sha3.keccak_256(packed), by_hash))
+
+
+def locked_total(locks: tuple[Lock, ...]) -> TokenAmount:
+    """The sum of the locks' amounts (L of a balance proof)."""
+    return TokenAmount(_summary(locks).locked)
+
+
+def find_lock(locks: tuple[Lock, ...], secrethash: SecretHash) -> Lock | None:
+    """The first lock of ``secrethash`` in ``locks``, if any."""
+    return _summary(locks).by_hash.get(secrethash)
+
+
+def with_lock(locks: tuple[Lock, ...], lock: Lock) -> tuple[Lock, ...]:
+    """``locks`` and then ``lock`` (a new pending lock goes last)."""
+    result = (*locks, lock)
+    previous = _summary(locks)
+    encoded = lock.encode()
+    hasher = previous.hasher.copy()
+    hasher.update(encoded)
+    by_hash = dict(previous.by_hash)
+    by_hash.setdefault(lock.secrethash, lock)
+    _remember(
+        _Summary(result, previous.locked + lock.amount, previous.packed + encoded, hasher, by_hash)
+    )
+    return result
+
+
+def without_lock(locks: tuple[Lock, ...], secrethash: SecretHash) -> tuple[Lock, ...]:
+    """``locks`` without those of ``secrethash``, the others in their order."""
+    previous = _summary(locks)
+    lock = previous.by_hash.get(secrethash)
+    if lock is None:
+        return locks
+    if len(previous.by_hash) != len(locks):  # two locks share a secrethash: not ours
+        return tuple(item for item in locks if item.secrethash != secrethash)
+    index = locks.index(lock)
+    result = locks[:index] + locks[index + 1 :]
+    start = index * LOCK_ENCODED_LENGTH
+    packed = previous.packed[:start] + previous.packed[start + LOCK_ENCODED_LENGTH :]
+    by_hash = dict(previous.by_hash)
+    del by_hash[secrethash]
+    _remember(
+        _Summary(result, previous.locked - lock.amount, packed, sha3.keccak_256(packed), by_hash)
+    )
+    return result
 
 
 EMPTY_LOCKSROOT: Final = Locksroot(keccak256(b""))

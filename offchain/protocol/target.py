@@ -146,7 +146,14 @@ def _initiator(step: Step, record: TargetState) -> Address | None:
 
 
 def forget_if_done(step: Step, key: LockKey) -> None:
-    """Forget the record once the payer's lock is no longer pending."""
+    """Forget the record once the payer's lock is no longer pending; once it was paid,
+    forget its announcement too.
+
+    A paid payment needs no other lock (its initiator has the secret back), and a busy
+    target would otherwise keep every announcement of the last ``lock_timeout`` seconds
+    (hundreds of thousands at a few hundred payments a second) in every snapshot. One
+    that was given back or expired keeps it: the initiator may try another route.
+    """
     record = step.targets.get(key)
     if record is None:
         return
@@ -154,3 +161,13 @@ def forget_if_done(step: Step, key: LockKey) -> None:
     if channel is not None and channel.partner.lock_for(record.secrethash) is not None:
         return
     del step.targets[key]
+    if record.status is not TargetStatus.PAID:
+        return
+    announcement = step.announcements.get(record.payment_id)
+    if announcement is None or announcement.token_network != record.token_network:
+        return
+    if announcement.secret is not None and secrethash_of(announcement.secret) != record.secrethash:
+        return  # another payment's announcement under the same id
+    if any(other.payment_id == record.payment_id for other in step.targets.values()):
+        return
+    del step.announcements[record.payment_id]

@@ -23,9 +23,13 @@ from offchain.protocol.locks import (
     balance_hash,
     channel_id,
     encode_locks,
+    find_lock,
+    locked_total,
     locksroot,
     ordered,
     secrethash_of,
+    with_lock,
+    without_lock,
 )
 from offchain.protocol.types import (
     Address,
@@ -158,3 +162,51 @@ def test_secrethash_of__is_sha256__cached_or_not(secret: bytes) -> None:
     assert secrethash_of(Secret(secret)) == expected
     assert secrethash_of(Secret(secret)) == expected  # from the cache
     assert secrethash_of(bytearray(secret)) == expected  # type: ignore[arg-type]  # unhashable
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 11)), max_size=60))
+def test_with_and_without_lock__summaries_match_plain_computation(
+    steps: list[tuple[bool, int]],
+) -> None:
+    # The remembered summaries (L, locksroot, lookup) of tuples made by with_lock and
+    # without_lock equal the plain sum, hash of the packed bytes and scan, after any
+    # sequence of appends and removals (including removing what is not there).
+    pool = [
+        Lock(Timestamp(1_000 + n), TokenAmount(n * 7 + 1), SecretHash(bytes([n]) * 32))
+        for n in range(12)
+    ]
+    current: tuple[Lock, ...] = ()
+    for add, n in steps:
+        lock = pool[n]
+        if add and lock not in current:
+            current = with_lock(current, lock)
+        else:
+            current = without_lock(current, lock.secrethash)
+        assert current == tuple(item for item in current)  # a plain tuple
+        assert locked_total(current) == sum(item.amount for item in current)
+        assert locksroot(current) == Locksroot(ref_keccak(encode_locks(current)))
+        for candidate in pool:
+            expected = next((x for x in current if x.secrethash == candidate.secrethash), None)
+            assert find_lock(current, candidate.secrethash) == expected
+        # A tuple the summaries never saw (e.g. decoded from a snapshot) is summed afresh.
+        fresh = tuple(list(current))
+        assert locksroot(fresh) == locksroot(current)
+        assert locked_total(fresh) == locked_total(current)
+
+
+def test_summaries__correct_after_many_tuples_were_forgotten() -> None:
+    # More tuples than the summaries remember: the oldest are dropped and summed afresh
+    # when used again, never confused with a newer tuple.
+    kept = []
+    current: tuple[Lock, ...] = ()
+    for n in range(600):
+        lock = Lock(Timestamp(10_000 + n), TokenAmount(n + 1), SecretHash(n.to_bytes(32, "big")))
+        current = with_lock(current, lock)
+        if n % 7 == 0:
+            current = without_lock(current, current[0].secrethash)
+        if n % 50 == 0:
+            kept.append(current)
+    for locks in (*kept, current):
+        assert locksroot(locks) == Locksroot(ref_keccak(encode_locks(locks)))
+        assert locked_total(locks) == sum(lock.amount for lock in locks)
+        assert all(find_lock(locks, lock.secrethash) is lock for lock in locks)

@@ -3,6 +3,7 @@ payments, the lock, schema versions (offchain/node/store.py)."""
 
 from __future__ import annotations
 
+import select
 import sqlite3
 import subprocess
 import sys
@@ -257,3 +258,22 @@ def test_schema__version_2_database__payments_carried_into_version_3(tmp_path: P
     indexes = {name for (name,) in store.conn.execute(query)}
     assert {"payments_by_id", "payments_by_status"} <= indexes
     store.close()
+
+
+def test_log_syncer__answers_each_request__gone_when_its_process_is(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "n.sqlite3")
+    with store.transaction():  # the WAL file exists once something was written
+        store.set_meta("k", "v")
+    syncer = store.log_syncer()
+    try:
+        assert syncer.answers() == b""  # nothing asked, nothing answered
+        for _ in range(3):
+            syncer.request()
+            readable, _, _ = select.select([syncer.fileno()], [], [], 10)
+            assert readable and syncer.answers() == b"k"
+        syncer.process.kill()
+        syncer.process.wait()
+        assert syncer.answers() is None  # gone: nothing it was asked is known durable
+    finally:
+        syncer.close()
+        store.close()

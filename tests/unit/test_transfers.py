@@ -130,6 +130,16 @@ def test_pay__line_of_five__target_paid_mediators_even_no_locks_left() -> None:
     assert pending_locks(net) == 0
 
 
+def test_pay__paid__target_forgets_record_and_announcement() -> None:
+    net = Network.create(3)
+    a, _, c = net.line(DEPOSIT)
+    for index in range(1, 4):
+        pay(net, a, c, 10, index=index)
+    net.run()
+    assert len(net.events(c, EventPaymentReceived)) == 3
+    assert not net.states[c].targets and not net.states[c].announcements
+
+
 def test_pay__flat_fees__each_mediator_keeps_its_fee() -> None:
     settings = Settings(fees=FeeSchedule(flat=5))
     net = Network.create(5, settings)
