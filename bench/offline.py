@@ -199,17 +199,20 @@ async def _pay_blind(net: NodeNet, payments: int, concurrency: int) -> MediatedR
     return MediatedRun(payments, time.perf_counter() - started, failed)
 
 
-async def _mediated(net: NodeNet, isle: Island, payments: int, concurrency: int) -> MediatedRun:
+async def _mediated(
+    net: NodeNet, isle: Island, payments: int, concurrency: int, blind: bool
+) -> MediatedRun:
     await net.open_line(DEPOSIT)
     await _warm_up(net)
-    for index in range(len(net.nodes)):
-        isle.cut_chain(index)
-    for index in range(len(net.nodes)):
-        client = await net.client(index)
-        await _eventually(functools.partial(_blind, client), f"node {NAMES[index]} blind", WAIT)
+    if blind:
+        for index in range(len(net.nodes)):
+            isle.cut_chain(index)
+        for index in range(len(net.nodes)):
+            client = await net.client(index)
+            await _eventually(functools.partial(_blind, client), f"node {NAMES[index]} blind", WAIT)
     run = await _pay_blind(net, payments, concurrency)
     for index in range(len(net.nodes)):  # still blind: the figure is the blind one
-        if not await _blind(await net.client(index)):
+        if blind and not await _blind(await net.client(index)):
             raise RuntimeError(f"bench: node {NAMES[index]} saw the chain during the run")
     await net.close_clients()
     return run
@@ -221,12 +224,15 @@ def measure_mediated(
     concurrency: int = CONCURRENCY,
     kind: Kind = ISLAND,
     profile: Path | None = None,
+    *,
+    loss: float = LOSS,
+    blind: bool = True,
 ) -> MediatedRun:
     """A pays D across B and C, all four blind, every mesh link lossy (module docstring)."""
     settings: dict[str, dict[str, Any]] = {
         "node": {"sync": SYNC},
         "protocol": {"fee_flat": 0, "settle_window": SETTLE_WINDOW},
-        "mesh": {"impair_loss": LOSS},
+        "mesh": {"impair_loss": loss},
     }
     with chain_env(directory) as env, island(4, env.url, kind) as isle:
         parties = env.parties(*[f"offline-{NAMES[i]}" for i in range(4)], tokens=100_000 * ONE)
@@ -249,7 +255,7 @@ def measure_mediated(
                     environ = {"SMARTMESH_PROFILE": str(profile / f"{node.name}.prof")}
                 node.start(environ)
             net = NodeNet(env, parties, nodes, directory)
-            return asyncio.run(_mediated(net, isle, payments, concurrency))
+            return asyncio.run(_mediated(net, isle, payments, concurrency, blind))
         finally:
             for node in nodes:
                 node.stop()
