@@ -146,6 +146,8 @@ class MeshNode:
         self._timer_seq = 0
         self._armed: dict[int, float] = {}
         self._blocked: dict[NeighbourKey, dict[Address, None]] = {}
+        self._rtt: dict[NeighbourKey, tuple[float, float]] = {}
+        """Per neighbour: smoothed hop round trip and its mean deviation (RFC 6298)."""
         self._last_hello_ms = 0
         self._started = False
         self._now = 0.0
@@ -187,6 +189,11 @@ class MeshNode:
     def neighbour_addresses(self) -> list[Address]:
         """Addresses of the current neighbours."""
         return [n.address for n in self._neighbours]
+
+    def hop_timeout(self, neighbour: NeighbourKey) -> float:
+        """The retransmission timeout of a frame's first send to ``neighbour`` now: the
+        measured one, or ``hop_rto`` before any measure."""
+        return self._rto(neighbour)
 
     def pending_count(self) -> int:
         """Messages sent and not yet resolved (delivered or expired)."""
@@ -413,6 +420,8 @@ class MeshNode:
                 self._stats["hop_acks_unmatched"] += 1
                 continue
             self._stats["hop_acked"] += 1
+            if item.attempts == 1:  # Karn: the ack of a resent frame may be the first's
+                self._measured(key, self._now - item.sent_at)
             if not item.own and item.origin != self.address:
                 self._accounting.record(
                     item.origin,
@@ -726,12 +735,33 @@ class MeshNode:
             self._blocked.setdefault(hop, {})[destination] = None
 
     def _transmit(self, item: CustodyItem, hop: NeighbourKey, now: float) -> None:
-        retry_at = now + backoff(self.config.hop_rto, item.attempts, self.config.hop_rto_max)
+        retry_at = now + backoff(self._rto(hop), item.attempts, self.config.hop_rto_max)
         hop_seq = self._custody.fly(item, hop, retry_at)
         item.attempts += 1
+        item.sent_at = now
         self._out.append(SendFrame(hop[0], hop[1], item.frame(hop_seq)))
         self._stats["frames_out"] += 1
         self._push(retry_at, _T_RETRY, item)
+
+    def _rto(self, hop: NeighbourKey) -> float:
+        """The retransmission timeout towards ``hop``: measured once it can be (config)."""
+        measured = self._rtt.get(hop)
+        if measured is None:
+            return self.config.hop_rto
+        srtt, rttvar = measured
+        return min(self.config.hop_rto_max, max(self.config.hop_rto_min, srtt + 4 * rttvar))
+
+    def _measured(self, hop: NeighbourKey, sample: float) -> None:
+        """A hop round trip of a frame sent once (RFC 6298's estimator, alpha 1/8, beta 1/4)."""
+        sample = max(sample, 0.0)
+        known = self._rtt.get(hop)
+        if known is None:
+            self._rtt[hop] = (sample, sample / 2)
+            return
+        srtt, rttvar = known
+        rttvar += (abs(srtt - sample) - rttvar) / 4
+        srtt += (sample - srtt) / 8
+        self._rtt[hop] = (srtt, rttvar)
 
     def _retry(self, item: CustodyItem, now: float) -> None:
         if item.expiry <= now:
@@ -750,6 +780,7 @@ class MeshNode:
         self._stats["neighbours_lost"] += 1
         self._routing.neighbour_lost(key, now)
         self._blocked.pop(key, None)
+        self._rtt.pop(key, None)
         destinations: dict[Address, None] = {}
         for item in self._custody.in_flight_to(key):
             self._custody.enqueue(item)

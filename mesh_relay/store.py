@@ -69,6 +69,7 @@ class CustodyItem:
         "origin",
         "own",
         "retry_at",
+        "sent_at",
         "size",
         "state",
         "tail",
@@ -91,6 +92,8 @@ class CustodyItem:
         self.hop_seq = 0
         self.attempts = 0
         self.retry_at = 0.0
+        self.sent_at = 0.0
+        """When it was last sent to a neighbour (its round trip, if it was sent once)."""
 
     def frame(self, hop_seq: int) -> bytes:
         """The frame to send to the next hop with ``hop_seq``."""
