@@ -110,6 +110,11 @@ class MediatedRun:
     failed: Counter[str] = field(default_factory=Counter)
     """Failed payments by reason."""
 
+    cpu_ms: dict[str, float] = field(default_factory=dict)
+    """CPU milliseconds per payment of each process (the nodes, this client, anvil)."""
+    others_busy: float = 0.0
+    """Cores busy meanwhile with anything else on the machine."""
+
     @property
     def succeeded(self) -> int:
         return self.payments - sum(self.failed.values())
@@ -168,6 +173,28 @@ async def _all_events(client: ApiClient) -> list[dict[str, Any]]:
         since = page["next_since"]
 
 
+_TICKS: Final = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of process ``pid`` so far (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds all cores spent busy so far (``/proc/stat``; 0 elsewhere)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0.0
+    ticks = [int(value) for value in fields]
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / _TICKS  # all but idle and iowait
+
+
 # -- offline.mediated_3hop_payments_per_s ----------------------------------------------------
 
 
@@ -194,9 +221,18 @@ async def _pay_blind(net: NodeNet, payments: int, concurrency: int) -> MediatedR
                 if result["status"] != "succeeded":
                     failed[str(result.get("reason") or result["status"])] += 1
 
+    pids = {node.name: node.process.pid for node in net.nodes if node.process is not None}
+    pids["client"] = os.getpid()
+    pids["anvil"] = net.env.anvil.process.pid
+    cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    busy_before = _machine_busy_seconds()
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return MediatedRun(payments, time.perf_counter() - started, failed)
+    elapsed = time.perf_counter() - started
+    spent = {name: _cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+    others = max(_machine_busy_seconds() - busy_before - sum(spent.values()), 0.0)
+    cpu_ms = {name: seconds * 1000 / payments for name, seconds in spent.items()}
+    return MediatedRun(payments, elapsed, failed, cpu_ms, others / elapsed)
 
 
 async def _mediated(
@@ -505,6 +541,14 @@ def report_mediated(run: MediatedRun) -> str:
         f"  blind 3-hop: {run.succeeded} of {run.payments} succeeded in {run.elapsed:.1f} s "
         f"({run.per_s:.1f}/s), mesh loss {LOSS:.0%} per link"
     ]
+    if run.cpu_ms:
+        lines.append(
+            "  CPU ms per payment: "
+            + ", ".join(f"{name} {ms:.2f}" for name, ms in run.cpu_ms.items())
+            + f"; total {sum(run.cpu_ms.values()):.2f}"
+            + f" (wall {run.elapsed * 1000 / run.payments:.2f})"
+            + f"; cores busy with anything else {run.others_busy:.2f}"
+        )
     if run.failed:
         reasons = ", ".join(f"{reason}: {count}" for reason, count in run.failed.most_common())
         lines.append(f"  warning: {sum(run.failed.values())} failed ({reasons})")
