@@ -13,11 +13,14 @@ import asyncio
 import socket
 from collections.abc import Callable
 
+import pytest
+
 from mesh_relay.config import MeshConfig
 from mesh_relay.effects import Deliver
 from mesh_relay.runtime import AppEvent, MeshRuntime
 from mesh_relay.tcp import TcpLinks
 from offchain.node.transport import MeshTransport, WorkKey
+from offchain.protocol.state import MAX_EARLY_MESSAGES
 from tests.lib.network import make_key
 
 WAIT = 20.0
@@ -92,3 +95,10 @@ def test_window__a_message_held_up_is_overtaken_by_at_most_window_minus_one() ->
             await receiver_mesh.stop()
 
     asyncio.run(main())
+
+
+def test_window__longer_than_the_partner_buffers__refused() -> None:
+    mesh = MeshRuntime(mesh_config(), make_key(1), [])
+    assert MeshTransport(mesh, lambda *_: None, lambda _: None).window == MAX_EARLY_MESSAGES
+    with pytest.raises(ValueError, match=r"window must be 1\.\.65"):
+        MeshTransport(mesh, lambda *_: None, lambda _: None, window=MAX_EARLY_MESSAGES + 2)
