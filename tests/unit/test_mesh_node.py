@@ -656,3 +656,25 @@ def test_hop_timeout__karn__the_ack_of_a_resent_frame_is_no_measure() -> None:
         sim.run(sim.now + 2)
         assert sim.messages[message_id].outcome == "delivered"
     assert sim.nodes[0].hop_timeout((RADIO, 1)) == 0.5
+
+
+def test_fast_retransmit__a_lost_frame_goes_again_once_three_later_ones_are_acked() -> None:
+    sim = chain(2)  # hop_rto 0.2 s, nothing measured yet
+    times = _data_sends(sim, 0, lambda n: n == 0)
+    ids = [sim.send(0, 1, b"burst %d" % index, 30) for index in range(5)]
+    sim.run(sim.now + 1)
+    assert all(sim.messages[i].outcome == "delivered" for i in ids)
+    assert sim.nodes[0].stats["hop_fast_retries"] == 1
+    # Sent again once the acks of the later frames came back (a round trip of ~10 ms),
+    # long before its timeout.
+    assert len(times) == 6 and times[5] - times[0] < 0.05
+
+
+def test_fast_retransmit__fewer_than_three_later_frames__the_timeout_sends_it() -> None:
+    sim = chain(2)
+    times = _data_sends(sim, 0, lambda n: n == 0)
+    ids = [sim.send(0, 1, b"pair %d" % index, 30) for index in range(2)]
+    sim.run(sim.now + 1)
+    assert all(sim.messages[i].outcome == "delivered" for i in ids)
+    assert sim.nodes[0].stats["hop_fast_retries"] == 0
+    assert times[2] - times[0] == pytest.approx(0.2, abs=0.005)
