@@ -3,8 +3,9 @@
 Belongs here: starting a fresh anvil (scripts.anvil), running the gas scenario of
 ``bench.gas`` on it, printing the table (ours, Raiden's, target, ratio, OK/OVER) and, for
 each operation over its target, where its gas goes; the protocol core (``bench.protocol``,
-``bench.transfers``), route search (``bench.routing``), mesh relay (``bench.mesh``) and
-payment node (``bench.node``) figures; then merging the figures into bench/results.json,
+``bench.transfers``), route search (``bench.routing``), mesh relay (``bench.mesh``),
+payment node (``bench.node``) and offline (``bench.offline``: blind nodes over lossy
+links, the wave of deferred submissions) figures; then merging the figures into bench/results.json,
 one flat JSON object of metric name -> number whose keys other benches may share (theirs
 are kept). ``--only NAME`` (repeatable) runs some benches alone. ``--record`` also
 rewrites gas.json, the figures the regression test holds the contracts to: use it when a
@@ -18,11 +19,11 @@ import json
 import sys
 from pathlib import Path
 
-from bench import gas, mesh, node, protocol, routing, transfers
+from bench import gas, mesh, node, offline, protocol, routing, transfers
 from scripts.anvil import Anvil
 
 RESULTS = Path(__file__).resolve().with_name("results.json")
-BENCHES = ("gas", "protocol", "routing", "mesh", "node")
+BENCHES = ("gas", "protocol", "routing", "mesh", "node", "offline")
 
 
 def merge_results(path: Path, figures: dict[str, int | float]) -> dict[str, object]:
@@ -36,6 +37,14 @@ def merge_results(path: Path, figures: dict[str, int | float]) -> dict[str, obje
     merged.update(figures)
     path.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
     return merged
+
+
+def _recorded(path: Path, name: str) -> float | None:
+    """A figure of an earlier run in ``path``, if there is one."""
+    if not path.exists():
+        return None
+    value = json.loads(path.read_text()).get(name)
+    return float(value) if isinstance(value, int | float) else None
 
 
 def record_gas_json(figures: dict[str, int]) -> None:
@@ -83,6 +92,17 @@ def main(argv: list[str] | None = None) -> int:
         nodes = node.measure()
         print("\n".join(f"{name:48s} {value:>12,}" for name, value in nodes.items()))
         figures.update(nodes)
+    if "offline" in selected:
+        print("\nOffline (blind nodes, 10 % loss on every mesh link; a wave of 100 updates)\n")
+        blind = offline.measure()
+        print("\n".join(f"{name:48s} {value:>12,}" for name, value in blind.items()))
+        online = figures.get("node.mediated_3hop_payments_per_s") or _recorded(
+            args.results, "node.mediated_3hop_payments_per_s"
+        )
+        if online:
+            ratio = blind["offline.mediated_3hop_payments_per_s"] / online
+            print(f"  blind over online 3-hop payments: {ratio:.2f} (target 0.5; online {online})")
+        figures.update(blind)
     merge_results(args.results, figures)
     print(f"\nmerged {len(figures)} figures into {args.results}")
     return 0

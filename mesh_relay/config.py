@@ -87,6 +87,13 @@ class MeshConfig:
     seqno_request_interval: float = 2.0
     seqno_request_hops: int = 16
     hop_rto: float = 0.5
+    """Hop retransmission timeout towards a neighbour whose round trip is not measured yet.
+    Once it is (from hop acks of frames sent once: Karn's rule), the timeout is the
+    measured one, as TCP's (RFC 6298): smoothed round trip + 4 x its variation, within
+    ``hop_rto_min`` .. ``hop_rto_max``. It doubles with each retry of a frame."""
+    hop_rto_min: float = 0.05
+    """Floor of a measured hop timeout: a link answering in a millisecond (loopback, a LAN)
+    still waits this long before it sends a frame again."""
     hop_rto_max: float = 8.0
     hop_window: int = 16
     """DATA frames in flight to one neighbour before the rest wait for acks."""
@@ -136,6 +143,7 @@ class MeshConfig:
             "source_hold",
             "seqno_request_interval",
             "hop_rto",
+            "hop_rto_min",
             "hop_rto_max",
             "e2e_retry",
             "ack_grace",
@@ -158,8 +166,8 @@ class MeshConfig:
             raise ConfigError("neighbour_timeout must exceed hello_interval")
         if self.route_hold <= self.update_interval:
             raise ConfigError("route_hold must exceed update_interval")
-        if self.hop_rto_max < self.hop_rto:
-            raise ConfigError("hop_rto_max must be at least hop_rto")
+        if self.hop_rto_max < max(self.hop_rto, self.hop_rto_min):
+            raise ConfigError("hop_rto_max must be at least hop_rto and hop_rto_min")
         if self.rate_burst_bytes < self.routed_mtu + 64:
             raise ConfigError("rate_burst_bytes must admit at least one frame")
         counts = (

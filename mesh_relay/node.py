@@ -103,6 +103,10 @@ _Timer = tuple[float, int, int, object]
 _DUMPS_PER_SECOND = 1.0
 _DUMP_BURST = 16.0
 """Whole-table dumps to new neighbours: 16 at once, then one a second."""
+_FAST_RETRANSMIT_GAP = 3
+"""A frame in flight is taken for lost, and sent again at once, when a frame sent to the
+same neighbour at least this many sends later is acknowledged: links keep their frames
+in order (TCP, one radio hop), and 3 lets a little reordering through (TCP's DupThresh)."""
 _MAX_PEER_KEYS = 4096
 """Origins' public keys remembered from their envelopes (about 200 bytes each)."""
 
@@ -150,6 +154,10 @@ class MeshNode:
         self._timer_seq = 0
         self._armed: dict[int, float] = {}
         self._blocked: dict[NeighbourKey, dict[Address, None]] = {}
+        self._rtt: dict[NeighbourKey, tuple[float, float]] = {}
+        """Per neighbour: smoothed hop round trip and its mean deviation (RFC 6298)."""
+        self._sends: dict[NeighbourKey, int] = {}
+        """Per neighbour: frames sent to it so far (numbers each send: ``CustodyItem.tx``)."""
         self._last_hello_ms = 0
         self._started = False
         self._now = 0.0
@@ -191,6 +199,11 @@ class MeshNode:
     def neighbour_addresses(self) -> list[Address]:
         """Addresses of the current neighbours."""
         return [n.address for n in self._neighbours]
+
+    def hop_timeout(self, neighbour: NeighbourKey) -> float:
+        """The retransmission timeout of a frame's first send to ``neighbour`` now: the
+        measured one, or ``hop_rto`` before any measure."""
+        return self._rto(neighbour)
 
     def pending_count(self) -> int:
         """Messages sent and not yet resolved (delivered or expired)."""
@@ -426,12 +439,16 @@ class MeshNode:
             self._invalid(verdict.value)
 
     def _on_hop_ack(self, key: NeighbourKey, ack: HopAck) -> None:
+        newest = 0
         for hop_seq in ack.hop_seqs:
             item = self._custody.acknowledged(key, hop_seq)
             if item is None:
                 self._stats["hop_acks_unmatched"] += 1
                 continue
             self._stats["hop_acked"] += 1
+            newest = max(newest, item.tx)
+            if item.attempts == 1:  # Karn: the ack of a resent frame may be the first's
+                self._measured(key, self._now - item.sent_at)
             if not item.own and item.origin != self.address:
                 self._accounting.record(
                     item.origin,
@@ -439,8 +456,24 @@ class MeshNode:
                     item.size,
                     item.frag_index == 0,
                 )
+        if newest:
+            self._resend_overtaken(key, newest)
         for destination in self._blocked.pop(key, ()):
             self._pump(destination, self._now)
+
+    def _resend_overtaken(self, key: NeighbourKey, newest: int) -> None:
+        """Fast retransmit: the frames in flight to ``key`` sent ``_FAST_RETRANSMIT_GAP``
+        or more sends before an acknowledged one are lost (or their ack is): send them
+        again now rather than at their timeout. A loss then costs about a round trip, not
+        ``hop_rto_min`` or more; a frame whose ack alone was lost comes again as a
+        duplicate, which the neighbour acknowledges and drops."""
+        for item in self._custody.in_flight_to(key):  # oldest send first
+            if item.tx + _FAST_RETRANSMIT_GAP > newest:
+                return
+            if item.state is not CustodyState.IN_FLIGHT or item.neighbour != key:
+                continue  # moved by a retry before it in this loop (a route changed)
+            self._stats["hop_fast_retries"] += 1
+            self._retry(item, self._now)
 
     def _on_routed(self, key: NeighbourKey, frame: Routed, data: bytes, now: float) -> None:
         expiry = frame.expiry_ms / 1000
@@ -745,12 +778,34 @@ class MeshNode:
             self._blocked.setdefault(hop, {})[destination] = None
 
     def _transmit(self, item: CustodyItem, hop: NeighbourKey, now: float) -> None:
-        retry_at = now + backoff(self.config.hop_rto, item.attempts, self.config.hop_rto_max)
+        retry_at = now + backoff(self._rto(hop), item.attempts, self.config.hop_rto_max)
         hop_seq = self._custody.fly(item, hop, retry_at)
         item.attempts += 1
+        item.sent_at = now
+        item.tx = self._sends[hop] = self._sends.get(hop, 0) + 1
         self._out.append(SendFrame(hop[0], hop[1], item.frame(hop_seq)))
         self._stats["frames_out"] += 1
         self._push(retry_at, _T_RETRY, item)
+
+    def _rto(self, hop: NeighbourKey) -> float:
+        """The retransmission timeout towards ``hop``: measured once it can be (config)."""
+        measured = self._rtt.get(hop)
+        if measured is None:
+            return self.config.hop_rto
+        srtt, rttvar = measured
+        return min(self.config.hop_rto_max, max(self.config.hop_rto_min, srtt + 4 * rttvar))
+
+    def _measured(self, hop: NeighbourKey, sample: float) -> None:
+        """A hop round trip of a frame sent once (RFC 6298's estimator, alpha 1/8, beta 1/4)."""
+        sample = max(sample, 0.0)
+        known = self._rtt.get(hop)
+        if known is None:
+            self._rtt[hop] = (sample, sample / 2)
+            return
+        srtt, rttvar = known
+        rttvar += (abs(srtt - sample) - rttvar) / 4
+        srtt += (sample - srtt) / 8
+        self._rtt[hop] = (srtt, rttvar)
 
     def _retry(self, item: CustodyItem, now: float) -> None:
         if item.expiry <= now:
@@ -769,6 +824,8 @@ class MeshNode:
         self._stats["neighbours_lost"] += 1
         self._routing.neighbour_lost(key, now)
         self._blocked.pop(key, None)
+        self._rtt.pop(key, None)
+        self._sends.pop(key, None)
         destinations: dict[Address, None] = {}
         for item in self._custody.in_flight_to(key):
             self._custody.enqueue(item)

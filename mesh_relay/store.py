@@ -69,9 +69,11 @@ class CustodyItem:
         "origin",
         "own",
         "retry_at",
+        "sent_at",
         "size",
         "state",
         "tail",
+        "tx",
     )
 
     def __init__(self, frame: Routed, tail: bytes, hops_left: int, own: bool) -> None:
@@ -91,6 +93,10 @@ class CustodyItem:
         self.hop_seq = 0
         self.attempts = 0
         self.retry_at = 0.0
+        self.sent_at = 0.0
+        """When it was last sent to a neighbour (its round trip, if it was sent once)."""
+        self.tx = 0
+        """The number of that send among all sends to that neighbour (they count up)."""
 
     def frame(self, hop_seq: int) -> bytes:
         """The frame to send to the next hop with ``hop_seq``."""
@@ -106,7 +112,8 @@ class CustodyStore:
         self.items: dict[CustodyKey, CustodyItem] = {}
         self.waiting: dict[Address, deque[CustodyItem]] = {}
         self.in_flight: dict[tuple[NeighbourKey, int], CustodyItem] = {}
-        self.in_flight_count: dict[NeighbourKey, int] = {}
+        self.flying: dict[NeighbourKey, dict[int, CustodyItem]] = {}
+        """Per neighbour: hop_seq -> item in flight, in the order of their latest sends."""
         self.relayed_frames = 0
         self.relayed_bytes = 0
         self._hop_seq = 0
@@ -155,12 +162,15 @@ class CustodyStore:
 
     def window_used(self, neighbour: NeighbourKey) -> int:
         """Frames in flight to ``neighbour``."""
-        return self.in_flight_count.get(neighbour, 0)
+        return len(self.flying.get(neighbour, ()))
 
     def fly(self, item: CustodyItem, neighbour: NeighbourKey, retry_at: float) -> int:
         """Mark ``item`` in flight to ``neighbour``; return the hop_seq to send it with."""
         if item.state is CustodyState.IN_FLIGHT and item.neighbour == neighbour:
             item.retry_at = retry_at
+            flying = self.flying[neighbour]
+            del flying[item.hop_seq]  # sent again: now the latest
+            flying[item.hop_seq] = item
             return item.hop_seq
         if item.state is CustodyState.IN_FLIGHT:
             self._leave_flight(item)
@@ -173,7 +183,7 @@ class CustodyStore:
         item.hop_seq = hop_seq
         item.retry_at = retry_at
         self.in_flight[(neighbour, hop_seq)] = item
-        self.in_flight_count[neighbour] = self.in_flight_count.get(neighbour, 0) + 1
+        self.flying.setdefault(neighbour, {})[hop_seq] = item
         return hop_seq
 
     def acknowledged(self, neighbour: NeighbourKey, hop_seq: int) -> CustodyItem | None:
@@ -185,8 +195,8 @@ class CustodyStore:
         return item
 
     def in_flight_to(self, neighbour: NeighbourKey) -> list[CustodyItem]:
-        """Items in flight to one neighbour."""
-        return [item for (key, _), item in self.in_flight.items() if key == neighbour]
+        """Items in flight to one neighbour, in the order of their latest sends."""
+        return list(self.flying.get(neighbour, {}).values())
 
     def remove(self, item: CustodyItem) -> None:
         """Release custody of ``item`` (acknowledged, expired or resolved)."""
@@ -216,11 +226,10 @@ class CustodyStore:
     def _leave_flight(self, item: CustodyItem) -> None:
         assert item.neighbour is not None
         if self.in_flight.pop((item.neighbour, item.hop_seq), None) is item:
-            count = self.in_flight_count[item.neighbour] - 1
-            if count:
-                self.in_flight_count[item.neighbour] = count
-            else:
-                del self.in_flight_count[item.neighbour]
+            flying = self.flying[item.neighbour]
+            del flying[item.hop_seq]
+            if not flying:
+                del self.flying[item.neighbour]
         item.neighbour = None
 
     def __len__(self) -> int:

@@ -8,6 +8,7 @@ forward, snapshot/restore, malformed and tampered frames, rate limits, bounds.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import pytest
 
@@ -23,7 +24,7 @@ from mesh_relay.effects import (
 from mesh_relay.errors import ConfigError, MeshValidationError, QueueFull
 from mesh_relay.frames import FrameType, Routed, decode_frame, encode_routed
 from mesh_relay.node import MeshNode
-from mesh_relay.sim import RADIO, Simulator, fast_config, private_key_for
+from mesh_relay.sim import RADIO, LinkSpec, Simulator, fast_config, private_key_for
 from mesh_relay.store import decode_snapshot
 
 NOW = 1_700_000_000.0
@@ -589,3 +590,108 @@ def test_snapshot__delivered_ids_kept_packed__the_expired_dropped_in_time() -> N
     seen = decode_snapshot(sim.nodes[1].snapshot()).seen
     assert {m for _, m, expiry in seen if expiry > sim.now} == late
     assert not early & {m for _, m, _ in seen}  # pruned once they outnumbered the live ones
+
+
+def _data_sends(sim: Simulator, sender: int, lose: Callable[[int], bool]) -> list[float]:
+    """Times at which ``sender`` puts DATA frames on the air; ``lose(n)`` drops the n-th."""
+    times: list[float] = []
+
+    def tap(node: int, effect: SendFrame) -> bool:
+        if node != sender or effect.data[1] != FrameType.DATA:
+            return False
+        times.append(sim.now)
+        return lose(len(times) - 1)
+
+    sim.tap = tap
+    return times
+
+
+def test_hop_timeout__measured_on_a_fast_link__a_lost_frame_goes_again_after_the_floor() -> None:
+    config = dataclasses.replace(fast_config(), hop_rto=0.5, hop_rto_min=0.05)
+    sim = chain(2, config=config)
+    neighbour = (RADIO, 1)
+    assert sim.nodes[0].hop_timeout(neighbour) == 0.5  # nothing measured yet
+    for index in range(5):  # round trips of about 10 ms: the timeout falls to its floor
+        sim.send(0, 1, b"measure %d" % index, 30)
+        sim.run(sim.now + 1)
+    assert sim.nodes[0].hop_timeout(neighbour) == 0.05
+    times = _data_sends(sim, 0, lambda n: n == 0)
+    message_id = sim.send(0, 1, b"lost once", 30)
+    sim.run(sim.now + 1)
+    assert sim.messages[message_id].outcome == "delivered"
+    assert len(times) == 2 and times[1] - times[0] == pytest.approx(0.05, abs=0.005)
+
+
+def test_hop_timeout__a_lost_frame_before_any_measure__goes_again_after_hop_rto() -> None:
+    config = dataclasses.replace(fast_config(), hop_rto=0.5, hop_rto_min=0.05)
+    sim = chain(2, config=config)
+    times = _data_sends(sim, 0, lambda n: n == 0)
+    message_id = sim.send(0, 1, b"first of all", 30)
+    sim.run(sim.now + 2)
+    assert sim.messages[message_id].outcome == "delivered"
+    assert times[1] - times[0] == pytest.approx(0.5, abs=0.005)
+
+
+def test_hop_timeout__follows_a_slow_link__no_frame_sent_twice() -> None:
+    # Round trips of about 0.4 s, below the first timeout (0.5 s): measured, the timeout
+    # settles above them and nothing goes twice.
+    config = dataclasses.replace(fast_config(), hop_rto=0.5, hop_rto_min=0.05, hop_rto_max=4.0)
+    sim = Simulator(2, config, seed=2, mtu=210)
+    sim.connect(0, 1, LinkSpec(latency=0.2))
+    sim.power_on()
+    sim.run(sim.now + 10)
+    for index in range(20):
+        sim.send(0, 1, b"slow %d" % index, 60)
+        sim.run(sim.now + 0.5)
+    sim.run(sim.now + 5)
+    assert all(record.outcome == "delivered" for record in sim.messages.values())
+    assert sim.nodes[0].stats["hop_retries"] == 0
+    assert 0.4 < sim.nodes[0].hop_timeout((RADIO, 1)) <= 1.5
+
+
+def test_hop_timeout__karn__the_ack_of_a_resent_frame_is_no_measure() -> None:
+    # Every first send is lost: each frame is acknowledged only after its resend, which
+    # says nothing of the round trip; the timeout stays hop_rto.
+    config = dataclasses.replace(fast_config(), hop_rto=0.5, hop_rto_min=0.05)
+    sim = chain(2, config=config)
+    first_sends: set[bytes] = set()
+
+    def tap(node: int, effect: SendFrame) -> bool:
+        if node != 0 or effect.data[1] != FrameType.DATA:
+            return False
+        frame = decode_frame(effect.data)
+        assert isinstance(frame, Routed)
+        key = frame.message_id + bytes([frame.frag_index])
+        if key in first_sends:
+            return False
+        first_sends.add(key)
+        return True
+
+    sim.tap = tap
+    for index in range(5):
+        message_id = sim.send(0, 1, b"lost first %d" % index, 30)
+        sim.run(sim.now + 2)
+        assert sim.messages[message_id].outcome == "delivered"
+    assert sim.nodes[0].hop_timeout((RADIO, 1)) == 0.5
+
+
+def test_fast_retransmit__a_lost_frame_goes_again_once_three_later_ones_are_acked() -> None:
+    sim = chain(2)  # hop_rto 0.2 s, nothing measured yet
+    times = _data_sends(sim, 0, lambda n: n == 0)
+    ids = [sim.send(0, 1, b"burst %d" % index, 30) for index in range(5)]
+    sim.run(sim.now + 1)
+    assert all(sim.messages[i].outcome == "delivered" for i in ids)
+    assert sim.nodes[0].stats["hop_fast_retries"] == 1
+    # Sent again once the acks of the later frames came back (a round trip of ~10 ms),
+    # long before its timeout.
+    assert len(times) == 6 and times[5] - times[0] < 0.05
+
+
+def test_fast_retransmit__fewer_than_three_later_frames__the_timeout_sends_it() -> None:
+    sim = chain(2)
+    times = _data_sends(sim, 0, lambda n: n == 0)
+    ids = [sim.send(0, 1, b"pair %d" % index, 30) for index in range(2)]
+    sim.run(sim.now + 1)
+    assert all(sim.messages[i].outcome == "delivered" for i in ids)
+    assert sim.nodes[0].stats["hop_fast_retries"] == 0
+    assert times[2] - times[0] == pytest.approx(0.2, abs=0.005)
