@@ -197,9 +197,9 @@ class Rows:
     snapshot: tuple[int, bytes, int] | None = None  # (seq, data, how many to keep)
 
     def __bool__(self) -> bool:
-        return bool(self.inputs or self.work or self.done or self.payments or self.events) or (
-            self.snapshot is not None
-        )
+        return bool(
+            self.inputs or self.blobs or self.work or self.done or self.payments or self.events
+        ) or (self.snapshot is not None)
 
 
 class LogSyncer:
