@@ -1,0 +1,699 @@
+"""Protocol cores under a chain that disappears and returns, with delegates, gateways and
+dishonest partners (docs/offline.md; docs/spec.md §12, §14, §15).
+
+Hypothesis drives the cores of a diamond of four nodes (`tests/lib/offline_world.py`): it
+pays (mediated and direct), delivers, drops, duplicates and reorders messages, crashes
+and restores nodes, lets time pass (every node's clock up to `clock_tolerance` behind the
+chain's; transactions included up to `submit_margin` after they are sent), and makes
+nodes lose the chain and regain it (at any time, or exactly at an announced deadline, or
+just after it). Two watchers serve the honest nodes: as delegates they hold each node's
+newest partner proofs with a real `Delegation` and correct a close with an older proof
+(`rules` + `plan`), unless a rule makes them lazy or blind; as gateways they send what a
+blind node hands them over the mesh, unless a rule makes them drop it. Dishonest nodes
+run the same core but close their channels with an old proof of their partner while the
+partner is blind, and withhold messages (an unlock the partner is owed, say); honest
+nodes never close.
+
+Invariants: I-T1..I-T4 in every view at every step, and no invalid message between
+honest nodes; after the network is quiet and every window is over: I-T5 (every payment
+ended once; its target paid iff it succeeded, for payments no close or withholding
+touched), I-T6 (the tokens of an honest node none of whose channels was broken add up to
+its events; a mediation fee below zero only with a missed registration deadline), I-T7
+for channels between honest nodes; and O-4: an honest node whose channel a dishonest
+partner closed ends with at least what its own state says (the partner's newest proof,
+its claimable locks) less the reward its delegate took, unless a deadline its core
+announced (`offline.deadlines`) passed before it, a delegate or a gateway reached the
+chain: then the loss is at most what the missed deadlines covered, and a delegate that
+missed one had a reason (lazy, blind during the window, or not holding that proof).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections import Counter
+from collections.abc import Callable
+from typing import Final
+
+from hypothesis import event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from offchain.protocol.channel import ChannelPhase, balance, returned_amount
+from offchain.protocol.fees import FeeSchedule
+from offchain.protocol.locks import Lock
+from offchain.protocol.messages import BatchEntry
+from offchain.protocol.offline import DeadlineKind
+from offchain.protocol.settlement import ParticipantTotals, settlement_payout
+from offchain.protocol.state import Settings
+from offchain.protocol.transitions import (
+    ActionPay,
+    ActionPayDirect,
+    ActionWithdraw,
+    EventDirectPaymentSent,
+    EventInvalidReceived,
+    EventMediated,
+    EventPaymentFailed,
+    EventPaymentReceived,
+    EventPaymentSucceeded,
+)
+from offchain.protocol.types import Address, Timestamp, TokenAmount
+from offchain.watch.facts import Stage
+from tests.lib.network import TOKEN_NETWORK, Flight, secret_for
+from tests.lib.offline_world import (
+    ChainChannel,
+    Miss,
+    OfflineNetwork,
+    TxClose,
+)
+
+DEPOSIT = 500
+WINDOW = 1200
+"""The channels' settle window: long enough for a lock (600 s) and the offline margins
+(5 + 30 + 120 s), short enough that hypothesis crosses it often."""
+SETTINGS = Settings(fees=FeeSchedule(flat=1, proportional_ppm=10_000))
+TOLERANCE = SETTINGS.clock_tolerance
+MARGIN = SETTINGS.submit_margin
+SIZE: Final = 4
+EDGES: Final = ((0, 1), (0, 2), (1, 3), (2, 3), (1, 2))
+WATCHERS: Final = 2
+
+nodes_st = st.integers(0, SIZE - 1)
+watchers_st = st.integers(0, WATCHERS - 1)
+
+
+class OfflineMachine(RuleBasedStateMachine):
+    """Cores, a chain some of them lose, watchers, and dishonest partners."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.world: OfflineNetwork | None = None
+        self.later: list[Flight] = []
+        self.payments: dict[int, tuple[Address, Address, int]] = {}
+        self.next_id = 1
+        self.seen: dict[tuple[Address, Address, str], tuple[int, int]] = {}
+        self.checked: dict[Address, int] = {}
+
+    # --- set-up ---------------------------------------------------------------------------
+
+    @initialize(
+        dishonest=st.sets(nodes_st, max_size=2),
+        delegates=st.lists(st.one_of(st.none(), watchers_st), min_size=SIZE, max_size=SIZE),
+        offsets=st.lists(st.integers(-TOLERANCE, 0), min_size=SIZE, max_size=SIZE),
+        inclusion=st.sampled_from([1, MARGIN]),
+    )
+    def set_up(
+        self,
+        dishonest: set[int],
+        delegates: list[int | None],
+        offsets: list[int],
+        inclusion: int,
+    ) -> None:
+        world = OfflineNetwork.build(
+            SIZE,
+            SETTINGS,
+            honest=[index not in dishonest for index in range(SIZE)],
+            delegates=delegates,
+            offsets=offsets,
+            watchers=WATCHERS,
+            inclusion=inclusion,
+        )
+        nodes = world.addresses
+        for i, j in EDGES:
+            world.open_channel(nodes[i], nodes[j], DEPOSIT, WINDOW)
+        world.publish_graph()
+        self.world = world
+        event(f"dishonest: {len(dishonest)}, inclusion: {inclusion}")
+
+    @property
+    def w(self) -> OfflineNetwork:
+        assert self.world is not None
+        return self.world
+
+    def honest(self, address: Address) -> bool:
+        return self.w.hosts[address].honest
+
+    def node(self, index: int) -> Address:
+        return self.w.addresses[index]
+
+    def watcher(self, index: int) -> Address:
+        return list(self.w.watchers)[index]
+
+    # --- payments and the transport (as in the transfers test) ---------------------------------
+
+    @rule(data=st.data(), amount=st.integers(1, 400))
+    def pay(self, data: st.DataObject, amount: int) -> None:
+        nodes = self.w.addresses
+        payer = data.draw(st.sampled_from(nodes))
+        target = data.draw(st.sampled_from([n for n in nodes if n != payer]))
+        payment_id = self.next_id
+        self.next_id += 1
+        secret, secrethash = secret_for(payment_id)
+        self.payments[payment_id] = (payer, target, amount)
+        self.w.apply(
+            payer,
+            ActionPay(
+                self.w.clock(payer),
+                payment_id,
+                TOKEN_NETWORK,
+                target,
+                TokenAmount(amount),
+                secrethash,
+                secret,
+            ),
+        )
+
+    @rule(data=st.data(), amounts=st.lists(st.integers(1, 60), min_size=1, max_size=3))
+    def pay_direct(self, data: st.DataObject, amounts: list[int]) -> None:
+        a, b = data.draw(st.sampled_from(self.w.edges))
+        payer, partner = data.draw(st.sampled_from([(a, b), (b, a)]))
+        entries = []
+        for amount in amounts:
+            entries.append(BatchEntry(self.next_id, TokenAmount(amount)))
+            self.next_id += 1
+        self.w.apply(
+            payer, ActionPayDirect(self.w.clock(payer), TOKEN_NETWORK, partner, tuple(entries))
+        )
+
+    @precondition(lambda self: self.world is not None and self.world.flights)
+    @rule(data=st.data())
+    def deliver(self, data: st.DataObject) -> None:
+        index = data.draw(st.integers(0, len(self.w.flights) - 1))
+        self.w.deliver(index)
+
+    @precondition(lambda self: self.world is not None and self.world.flights)
+    @rule(steps=st.integers(1, 30))
+    def deliver_in_order(self, steps: int) -> None:
+        for _ in range(min(steps, len(self.w.flights))):
+            self.w.deliver(0)
+
+    @precondition(lambda self: self.world is not None and self.world.flights)
+    @rule(data=st.data())
+    def duplicate(self, data: st.DataObject) -> None:
+        index = data.draw(st.integers(0, len(self.w.flights) - 1))
+        self.w.flights.append(self.w.flights[index])
+
+    @precondition(lambda self: self.world is not None and self.world.flights)
+    @rule(data=st.data())
+    def drop(self, data: st.DataObject) -> None:
+        # The transport lost it; it retransmits after a while (at-least-once delivery).
+        index = data.draw(st.integers(0, len(self.w.flights) - 1))
+        self.later.append(self.w.flights.pop(index))
+
+    @rule(index=nodes_st)
+    def crash_and_restore(self, index: int) -> None:
+        node = self.node(index)
+        self.w.states[node] = pickle.loads(pickle.dumps(self.w.states[node]))
+
+    @rule(seconds=st.sampled_from([1, 10, 45, 120, 300, 600, 1100]))
+    def advance(self, seconds: int) -> None:
+        self.w.flights += self.later
+        self.later = []
+        self.w.advance(seconds)
+
+    @rule(data=st.data(), amount=st.integers(1, 200), seconds=st.sampled_from([30, 120]))
+    def withdraw(self, data: st.DataObject, amount: int, seconds: int) -> None:
+        a, b = data.draw(st.sampled_from(self.w.edges))
+        me, partner = data.draw(st.sampled_from([(a, b), (b, a)]))
+        mine = self.w.states[me].channels[(TOKEN_NETWORK, partner)].our
+        total = TokenAmount(mine.withdrawn + amount)
+        now = self.w.clock(me)
+        expiration = Timestamp(now + seconds)
+        self.w.apply(me, ActionWithdraw(now, TOKEN_NETWORK, partner, total, expiration))
+
+    @rule()
+    def republish_graph(self) -> None:
+        self.w.publish_graph()
+
+    # --- the chain comes and goes ------------------------------------------------------------
+
+    @rule(index=nodes_st)
+    def lose_chain(self, index: int) -> None:
+        self.w.lose_chain(self.node(index))
+
+    @rule(index=nodes_st)
+    def regain_chain(self, index: int) -> None:
+        self.w.regain_chain(self.node(index))
+
+    @rule(index=nodes_st, late=st.booleans())
+    def regain_at_deadline(self, index: int, late: bool) -> None:
+        """A blind node reaches the chain exactly at its next announced deadline (by its own
+        clock), or one second after it."""
+        node = self.node(index)
+        if self.w.hosts[node].sees_chain:
+            return
+        item = self.w.next_deadline(node)
+        if item is None or item.deadline is None:
+            return
+        wait = item.deadline + int(late) - self.w.clock(node)
+        if wait > 3 * WINDOW:
+            return
+        self.w.flights += self.later
+        self.later = []
+        self.w.advance(wait)
+        event(f"regain at a deadline ({item.kind.value}, late: {late})")
+        self.w.regain_chain(node)
+
+    @rule(index=nodes_st, up=st.booleans())
+    def mesh(self, index: int, up: bool) -> None:
+        """The node's mesh path to the watchers (and back) comes or goes."""
+        self.w.hosts[self.node(index)].mesh = up
+
+    @rule(index=watchers_st, sees=st.booleans())
+    def watcher_chain(self, index: int, sees: bool) -> None:
+        watcher = self.w.watchers[self.watcher(index)]
+        if watcher.sees_chain == sees:
+            return
+        watcher.sees_chain = sees
+        if sees:
+            watcher.blind[-1][1] = self.w.now
+        else:
+            watcher.blind.append([self.w.now, None])
+
+    @rule(index=watchers_st)
+    def watcher_turns_lazy(self, index: int) -> None:
+        watcher = self.w.watchers[self.watcher(index)]
+        if not watcher.lazy:
+            watcher.lazy = True
+            watcher.lazy_since = self.w.now
+
+    @rule(index=watchers_st, drops=st.booleans())
+    def gateway_drops(self, index: int, drops: bool) -> None:
+        self.w.watchers[self.watcher(index)].drops = drops
+
+    @rule(index=watchers_st)
+    def beacon(self, index: int) -> None:
+        self.w.beacon(self.watcher(index))
+
+    @rule(index=nodes_st, gateway=watchers_st)
+    def relay(self, index: int, gateway: int) -> None:
+        self.w.relay(self.node(index), self.watcher(gateway))
+
+    # --- dishonest partners ----------------------------------------------------------------------
+
+    def _closable(self) -> list[tuple[Address, Address]]:
+        pairs = []
+        for a, b in self.w.edges:
+            for cheat, victim in ((a, b), (b, a)):
+                channel = self.w.ledger.channel(a, b)
+                if (
+                    not self.honest(cheat)
+                    and self.honest(victim)
+                    and self.w.hosts[cheat].sees_chain
+                    and channel is not None
+                    and channel.stage is Stage.OPENED
+                    and not self._closing(channel)
+                ):
+                    pairs.append((cheat, victim))
+        return pairs
+
+    def _closing(self, channel: ChainChannel) -> bool:
+        pair = {channel.a, channel.b}
+        return any(
+            isinstance(tx, TxClose) and {tx.closer, tx.partner} == pair
+            for _, _, tx, _ in self.w.ledger.pending
+        )
+
+    @rule(data=st.data())
+    def stale_close(self, data: st.DataObject) -> None:
+        """A dishonest node closes with an old proof of its partner, preferably while the
+        partner is blind (the worst moment)."""
+        pairs = self._closable()
+        if not pairs:
+            return
+        blind = [pair for pair in pairs if not self.w.hosts[pair[1]].sees_chain]
+        cheat, victim = data.draw(st.sampled_from(blind or pairs))
+        proofs = self.w.history.get((cheat, victim), [])
+        proof = data.draw(st.sampled_from([None, *proofs])) if proofs else None
+        self.w.ledger.submit(TxClose(cheat, victim, proof))
+        self.w.broken.add(frozenset((cheat, victim)))
+        event(f"stale close (victim blind: {not self.w.hosts[victim].sees_chain})")
+
+    @precondition(lambda self: self.world is not None and self.world.flights)
+    @rule(data=st.data())
+    def withhold(self, data: st.DataObject) -> None:
+        """A dishonest node never delivers one of its messages to an honest partner (the
+        unlock it owes, say)."""
+        indices = [
+            i
+            for i, flight in enumerate(self.w.flights)
+            if not self.honest(flight.sender) and self.honest(flight.recipient)
+        ]
+        if not indices:
+            return
+        flight = self.w.flights.pop(data.draw(st.sampled_from(indices)))
+        self.w.broken.add(frozenset((flight.sender, flight.recipient)))
+
+    # --- invariants --------------------------------------------------------------------------
+
+    @invariant()
+    def channel_views_hold(self) -> None:
+        if self.world is None:
+            return
+        for node, state in self.w.states.items():
+            for (_, partner), channel in state.channels.items():
+                our, theirs = channel.our, channel.partner
+                # I-T1: tokens are conserved in every view.
+                total = our.deposit + theirs.deposit - our.withdrawn - theirs.withdrawn
+                assert balance(our, theirs) + balance(theirs, our) == total
+                # I-T3 (I-P3): live locks, less returned pairs, never exceed the balance.
+                for end, other in ((our, theirs), (theirs, our)):
+                    now = self.w.clock(node)
+                    live = sum(lock.amount for lock in end.locks if lock.expiration >= now)
+                    assert live - returned_amount(end, other) <= balance(end, other)
+                # I-T2: nonces and transferred amounts only rise.
+                for label, end in (("our", our), ("partner", theirs)):
+                    key = (node, partner, label)
+                    nonce, transferred = self.seen.get(key, (0, 0))
+                    assert end.nonce >= nonce and end.transferred >= transferred
+                    self.seen[key] = (end.nonce, end.transferred)
+                # I-T4: a partner's copy of our end is never ahead of ours.
+                mirror = self.w.states[partner].channels[(TOKEN_NETWORK, node)].partner
+                assert mirror.nonce <= our.nonce and mirror.transferred <= our.transferred
+
+    @invariant()
+    def no_invalid_messages_between_honest_nodes(self) -> None:
+        if self.world is None:
+            return
+        for node, effects in self.w.effects.items():
+            start = self.checked.get(node, 0)
+            self.checked[node] = len(effects)
+            if not self.honest(node):
+                continue
+            invalid = [
+                e
+                for e in effects[start:]
+                if isinstance(e, EventInvalidReceived) and self.honest(e.sender)
+            ]
+            assert not invalid, (node.hex(), invalid)
+
+    @invariant()
+    def core_sees_what_the_runtime_sees(self) -> None:
+        if self.world is None:
+            return
+        for node, host in self.w.hosts.items():
+            state = self.w.states[node]
+            assert (state.view_time is None) == host.sees_chain
+
+    # --- the end ---------------------------------------------------------------------------
+
+    def teardown(self) -> None:
+        if self.world is None:
+            return
+        w = self.w
+        # Everyone reaches the chain and the mesh again (a lazy watcher stays lazy).
+        for index in range(WATCHERS):
+            self.watcher_chain(index, True)
+        for node in w.addresses:
+            w.hosts[node].mesh = True
+            w.regain_chain(node)
+        w.flights += self.later
+        self.later = []
+        self._quiet_down()
+        # A dishonest node closes what is not quiet with the newest proof it holds.
+        for a, b in w.edges:
+            if self.honest(a) and self.honest(b):
+                continue
+            channel = w.ledger.channel(a, b)
+            assert channel is not None
+            if channel.stage is not Stage.OPENED or self._quiet(a, b):
+                continue
+            cheat, victim = (a, b) if not self.honest(a) else (b, a)
+            proofs = w.history.get((cheat, victim), [])
+            w.ledger.submit(TxClose(cheat, victim, proofs[-1] if proofs else None))
+            w.broken.add(frozenset((a, b)))
+        for _ in range(3):
+            w.run()
+            w.advance(WINDOW // 2 + 60)
+        self._quiet_down()
+        assert not w.ledger.pending or all(at > w.now for at, _, _, _ in w.ledger.pending), (
+            "the chain still has work"
+        )
+        for channel in w.ledger.channels.values():
+            assert channel.stage is not Stage.CLOSED, "every closed channel is settled"
+        w.ledger.finish()
+        self.channel_views_hold()
+        self.no_invalid_messages_between_honest_nodes()
+        self._payments_ended()
+        self._honest_channels_quiet()
+        self._tokens_add_up()
+        self._no_unexplained_loss()
+
+    def _quiet_down(self) -> None:
+        w = self.w
+        for _ in range(12):  # deliver, let every lock expire or be claimed
+            w.run()
+            w.advance(SETTINGS.lock_timeout // 4)
+        w.run()
+
+    def _quiet(self, a: Address, b: Address) -> bool:
+        w = self.w
+        for flight in w.flights + self.later:
+            if {flight.sender, flight.recipient} == {a, b}:
+                return False
+        view_a = w.states[a].channels[(TOKEN_NETWORK, b)]
+        view_b = w.states[b].channels[(TOKEN_NETWORK, a)]
+        return (
+            view_a.phase is ChannelPhase.OPENED
+            and not view_a.our.locks
+            and not view_a.partner.locks
+            and view_a.our == view_b.partner
+            and view_a.partner == view_b.our
+        )
+
+    def _broken(self, a: Address, b: Address) -> bool:
+        return frozenset((a, b)) in self.w.broken
+
+    def _payments_ended(self) -> None:
+        """I-T5: every payment ended, exactly once; its target was paid iff it succeeded,
+        unless a broken channel carried it or a node missed its registration."""
+        w = self.w
+        missed = {
+            m.secrethash
+            for host in w.hosts.values()
+            for m in host.misses
+            if m.kind is DeadlineKind.REGISTER_SECRET
+        }
+        succeeded = 0
+        for payment_id, (payer, target, _) in self.payments.items():
+            ended: Counter[str] = Counter()
+            for effect in w.effects[payer]:
+                if (
+                    isinstance(effect, EventPaymentSucceeded | EventPaymentFailed)
+                    and effect.payment_id == payment_id
+                ):
+                    ended[type(effect).__name__] += 1
+            assert sum(ended.values()) == 1, (payment_id, ended)
+            succeeded += ended["EventPaymentSucceeded"]
+            _, secrethash = secret_for(payment_id)
+            if secrethash in w.tainted or secrethash in missed:
+                continue
+            received = [
+                e
+                for e in w.effects[target]
+                if isinstance(e, EventPaymentReceived) and e.payment_id == payment_id
+            ]
+            assert (ended["EventPaymentSucceeded"] == 1) == bool(received), payment_id
+        event(f"payments: {len(self.payments)}, succeeded: {succeeded}")
+
+    def _honest_channels_quiet(self) -> None:
+        """I-T7 between honest nodes: nothing pending, the two views agree; no payment
+        record is left but those a broken channel holds."""
+        w = self.w
+        for a, b in w.edges:
+            if self.honest(a) and self.honest(b):
+                assert self._quiet(a, b), (a.hex(), b.hex())
+        for node, state in w.states.items():
+            if not self.honest(node):
+                continue
+            for key in list(state.mediators) + list(state.targets):
+                assert key[2] in w.tainted, ("record left", node.hex(), key)
+
+    def _tokens_add_up(self) -> None:
+        """I-T6 for honest nodes none of whose channels was broken; every honest node's
+        mediation fees are at least zero unless it missed a registration deadline."""
+        w = self.w
+        for node, state in w.states.items():
+            if not self.honest(node):
+                continue
+            host = w.hosts[node]
+            for effect in w.effects[node]:
+                if isinstance(effect, EventMediated) and effect.fee < 0:
+                    _, secrethash = secret_for(effect.payment_id)
+                    assert secrethash in w.tainted or any(
+                        m.kind is DeadlineKind.REGISTER_SECRET and m.secrethash == secrethash
+                        for m in host.misses
+                    ), ("mediation lost without a missed deadline", node.hex(), effect)
+                    event("a mediator lost a lock after missing its registration deadline")
+            if any(self._broken(node, partner) for _, partner in state.channels):
+                continue
+            held = sum(
+                balance(c.our, c.partner) + c.our.withdrawn - c.our.deposit
+                for c in state.channels.values()
+            )
+            expected = 0
+            for effect in w.effects[node]:
+                if isinstance(effect, EventPaymentReceived):
+                    expected += effect.amount
+                elif isinstance(effect, EventPaymentSucceeded):
+                    expected -= effect.amount + effect.fee
+                elif isinstance(effect, EventDirectPaymentSent):
+                    expected -= effect.amount
+                elif isinstance(effect, EventMediated):
+                    expected += effect.fee
+            assert held == expected, (node.hex(), held, expected)
+
+    def _no_unexplained_loss(self) -> None:
+        """O-4 for every channel a dishonest partner closed on an honest node."""
+        w = self.w
+        for a, b in w.edges:
+            channel = w.ledger.channel(a, b)
+            assert channel is not None
+            if channel.stage is not Stage.SETTLED:
+                continue
+            for node in (a, b):
+                if self.honest(node):
+                    self._check_settled(node, channel)
+
+    def _check_settled(self, node: Address, channel: ChainChannel) -> None:
+        w = self.w
+        partner = channel.other(node)
+        view = w.states[node].channels[(TOKEN_NETWORK, partner)]
+        registry = w.ledger.registry
+        learned = w.learned.get(node, set())
+
+        def in_time(lock: Lock) -> bool:
+            at = registry.get(lock.secrethash)
+            return at is not None and at <= lock.expiration
+
+        def ours_to_claim(
+            theirs: tuple[Lock, ...], ours: tuple[Lock, ...]
+        ) -> Callable[[Lock], bool]:
+            def claim(lock: Lock) -> bool:
+                if in_time(lock):
+                    return True
+                paired = any(mine == lock for mine in ours)
+                return lock.secrethash in learned and not paired
+
+            return claim
+
+        on_chain = channel.proof(partner)
+        chain_locks = w.locks_of(on_chain.locksroot)
+        own_on_chain = channel.proof(node)
+        own_locks = w.locks_of(own_on_chain.locksroot)
+
+        def payout(own: tuple[int, tuple[Lock, ...]], theirs: tuple[int, tuple[Lock, ...]]) -> int:
+            return _payout(channel, node, own, theirs, ours_to_claim(theirs[1], own[1]), in_time)
+
+        latest_own = (view.our.transferred, view.our.locks)
+        ideal = payout(latest_own, (view.partner.transferred, view.partner.locks))
+        with_chain_proof = payout(latest_own, (on_chain.transferred, chain_locks))
+        as_on_chain = payout(
+            (own_on_chain.transferred, own_locks), (on_chain.transferred, chain_locks)
+        )
+        got = channel.paid[node] + channel.rewards.get(node, 0)
+        host = w.hosts[node]
+        assert on_chain.nonce <= view.partner.nonce, "the chain holds a proof the node never had"
+        # The partner's choice of our proof never costs us (it can only pick older ones).
+        assert as_on_chain >= with_chain_proof, (as_on_chain, with_chain_proof)
+        label = f"node {node.hex()[:8]} partner {partner.hex()[:8]}"
+        update_loss = ideal - with_chain_proof
+        if update_loss > 0:
+            misses = [
+                m
+                for m in host.misses
+                if m.kind in (DeadlineKind.UPDATE_HORIZON, DeadlineKind.UPDATE)
+                and m.partner == partner
+                and m.nonce > on_chain.nonce
+            ]
+            assert misses, (f"{label}: lost {update_loss} (proof {on_chain.nonce} on chain, "
+                            f"{view.partner.nonce} held) with no missed deadline")  # fmt: skip
+            self._delegates_had_reasons(node, channel, misses)
+            assert update_loss <= max(m.amount for m in misses), (label, update_loss, misses)
+            event("an update deadline was missed: loss within its amount")
+        unclaimed = [
+            lock
+            for lock in chain_locks
+            if not in_time(lock) and ours_to_claim(chain_locks, own_locks)(lock)
+        ]
+        if got < as_on_chain:
+            covered = 0
+            for lock in unclaimed:
+                missed = [
+                    m
+                    for m in host.misses
+                    if m.kind is DeadlineKind.REGISTER_SECRET and m.secrethash == lock.secrethash
+                ]
+                assert missed, f"{label}: lock {lock} lost with no missed registration deadline"
+                covered += lock.amount
+            assert as_on_chain - got <= covered, (label, as_on_chain - got, covered)
+            event("a registration deadline was missed: loss within the lock")
+
+    def _delegates_had_reasons(
+        self, node: Address, channel: ChainChannel, misses: list[Miss]
+    ) -> None:
+        """A loss that only delegated deadlines explain needs a delegate that was lazy,
+        blind during the settle window, or did not hold that proof."""
+        if any(not m.delegated for m in misses):
+            return
+        closed_at, deadline = channel.closed_at, channel.deadline
+        assert closed_at is not None and deadline is not None
+        partner = channel.other(node)
+        for m in misses:
+            assert m.delegate is not None
+            watcher = self.w.watchers[m.delegate]
+            held = watcher.held.get((partner, node))
+            if (
+                watcher.lazy_by(deadline)
+                or watcher.blind_during(closed_at, deadline)
+                or held is None
+                or held.request.nonce < m.nonce
+            ):
+                event("a delegate missed a deadline (lazy, blind or behind)")
+                return
+        raise AssertionError(f"a delegate with the proof, awake, did not act: {misses}")
+
+
+def _payout(
+    channel: ChainChannel,
+    node: Address,
+    own: tuple[int, tuple[Lock, ...]],
+    theirs: tuple[int, tuple[Lock, ...]],
+    claims_theirs: Callable[[Lock], bool],
+    claims_ours: Callable[[Lock], bool],
+) -> int:
+    """What `node` ends with from the channel if these proofs stand at settle and the locks
+    `claims_*` says are claimable are unlocked (docs/spec.md §4)."""
+    partner = channel.other(node)
+    own_transferred, own_locks = own
+    their_transferred, their_locks = theirs
+    mine = ParticipantTotals(
+        TokenAmount(channel.deposit[node]),
+        TokenAmount(channel.withdrawn[node]),
+        TokenAmount(own_transferred),
+        TokenAmount(sum(lock.amount for lock in own_locks)),
+    )
+    other = ParticipantTotals(
+        TokenAmount(channel.deposit[partner]),
+        TokenAmount(channel.withdrawn[partner]),
+        TokenAmount(their_transferred),
+        TokenAmount(sum(lock.amount for lock in their_locks)),
+    )
+    payout = settlement_payout(mine, other)
+    to_them = min(
+        payout.locked_retained1, sum(lock.amount for lock in own_locks if claims_ours(lock))
+    )
+    to_me = min(
+        payout.locked_retained2, sum(lock.amount for lock in their_locks if claims_theirs(lock))
+    )
+    return payout.payout1 + payout.locked_retained1 - to_them + to_me
+
+
+_SETTINGS = settings(max_examples=settings.default.max_examples, stateful_step_count=50)
+TestOffline = OfflineMachine.TestCase
+TestOffline.settings = _SETTINGS
