@@ -65,12 +65,7 @@ from offchain.protocol.transitions import (
 from offchain.protocol.types import Address, Timestamp, TokenAmount
 from offchain.watch.facts import Stage
 from tests.lib.network import TOKEN_NETWORK, Flight, secret_for
-from tests.lib.offline_world import (
-    ChainChannel,
-    Miss,
-    OfflineNetwork,
-    TxClose,
-)
+from tests.lib.offline_world import ChainChannel, Miss, OfflineNetwork, TxClose, Watcher
 
 DEPOSIT = 500
 WINDOW = 1200
@@ -141,32 +136,33 @@ class OfflineMachine(RuleBasedStateMachine):
     def node(self, index: int) -> Address:
         return self.w.addresses[index]
 
-    def watcher(self, index: int) -> Address:
+    def watcher_address(self, index: int) -> Address:
         return list(self.w.watchers)[index]
 
     # --- payments and the transport (as in the transfers test) ---------------------------------
 
-    @rule(data=st.data(), amount=st.integers(1, 400))
-    def pay(self, data: st.DataObject, amount: int) -> None:
+    @rule(data=st.data(), amounts=st.lists(st.integers(1, 400), min_size=1, max_size=3))
+    def pay(self, data: st.DataObject, amounts: list[int]) -> None:
         nodes = self.w.addresses
-        payer = data.draw(st.sampled_from(nodes))
-        target = data.draw(st.sampled_from([n for n in nodes if n != payer]))
-        payment_id = self.next_id
-        self.next_id += 1
-        secret, secrethash = secret_for(payment_id)
-        self.payments[payment_id] = (payer, target, amount)
-        self.w.apply(
-            payer,
-            ActionPay(
-                self.w.clock(payer),
-                payment_id,
-                TOKEN_NETWORK,
-                target,
-                TokenAmount(amount),
-                secrethash,
-                secret,
-            ),
-        )
+        for amount in amounts:
+            payer = data.draw(st.sampled_from(nodes))
+            target = data.draw(st.sampled_from([n for n in nodes if n != payer]))
+            payment_id = self.next_id
+            self.next_id += 1
+            secret, secrethash = secret_for(payment_id)
+            self.payments[payment_id] = (payer, target, amount)
+            self.w.apply(
+                payer,
+                ActionPay(
+                    self.w.clock(payer),
+                    payment_id,
+                    TOKEN_NETWORK,
+                    target,
+                    TokenAmount(amount),
+                    secrethash,
+                    secret,
+                ),
+            )
 
     @rule(data=st.data(), amounts=st.lists(st.integers(1, 60), min_size=1, max_size=3))
     def pay_direct(self, data: st.DataObject, amounts: list[int]) -> None:
@@ -183,7 +179,7 @@ class OfflineMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.world is not None and self.world.flights)
     @rule(data=st.data())
     def deliver(self, data: st.DataObject) -> None:
-        index = data.draw(st.integers(0, len(self.w.flights) - 1))
+        index = data.draw(st.integers(0, len(self.w.flights) - 1))  # any order
         self.w.deliver(index)
 
     @precondition(lambda self: self.world is not None and self.world.flights)
@@ -193,20 +189,32 @@ class OfflineMachine(RuleBasedStateMachine):
             self.w.deliver(0)
 
     @precondition(lambda self: self.world is not None and self.world.flights)
-    @rule(data=st.data())
-    def duplicate(self, data: st.DataObject) -> None:
-        index = data.draw(st.integers(0, len(self.w.flights) - 1))
-        self.w.flights.append(self.w.flights[index])
-
-    @precondition(lambda self: self.world is not None and self.world.flights)
-    @rule(data=st.data())
-    def drop(self, data: st.DataObject) -> None:
-        # The transport lost it; it retransmits after a while (at-least-once delivery).
-        index = data.draw(st.integers(0, len(self.w.flights) - 1))
-        self.later.append(self.w.flights.pop(index))
+    @rule(data=st.data(), what=st.sampled_from(["duplicate", "drop", "withhold"]))
+    def disturb(self, data: st.DataObject, what: str) -> None:
+        """The transport repeats a message, or loses it (it retransmits after a while); or a
+        dishonest node never delivers one of its messages to an honest partner (the unlock
+        it owes, say)."""
+        flights = self.w.flights
+        if what == "withhold":
+            indices = [
+                i
+                for i, flight in enumerate(flights)
+                if not self.honest(flight.sender) and self.honest(flight.recipient)
+            ]
+            if not indices:
+                return
+            flight = flights.pop(data.draw(st.sampled_from(indices)))
+            self.w.broken.add(frozenset((flight.sender, flight.recipient)))
+            return
+        index = data.draw(st.integers(0, len(flights) - 1))
+        if what == "duplicate":
+            flights.append(flights[index])
+        else:
+            self.later.append(flights.pop(index))
 
     @rule(index=nodes_st)
     def crash_and_restore(self, index: int) -> None:
+        # Every transition is persisted before its effects run: a restart resumes from it.
         node = self.node(index)
         self.w.states[node] = pickle.loads(pickle.dumps(self.w.states[node]))
 
@@ -215,6 +223,7 @@ class OfflineMachine(RuleBasedStateMachine):
         self.w.flights += self.later
         self.later = []
         self.w.advance(seconds)
+        self.w.publish_graph()  # capacities as gossip would have spread them
 
     @rule(data=st.data(), amount=st.integers(1, 200), seconds=st.sampled_from([30, 120]))
     def withdraw(self, data: st.DataObject, amount: int, seconds: int) -> None:
@@ -226,47 +235,59 @@ class OfflineMachine(RuleBasedStateMachine):
         expiration = Timestamp(now + seconds)
         self.w.apply(me, ActionWithdraw(now, TOKEN_NETWORK, partner, total, expiration))
 
-    @rule()
-    def republish_graph(self) -> None:
-        self.w.publish_graph()
-
     # --- the chain comes and goes ------------------------------------------------------------
 
-    @rule(index=nodes_st)
-    def lose_chain(self, index: int) -> None:
-        self.w.lose_chain(self.node(index))
-
-    @rule(index=nodes_st)
-    def regain_chain(self, index: int) -> None:
-        self.w.regain_chain(self.node(index))
-
-    @rule(index=nodes_st, late=st.booleans())
-    def regain_at_deadline(self, index: int, late: bool) -> None:
-        """A blind node reaches the chain exactly at its next announced deadline (by its own
-        clock), or one second after it."""
+    @rule(
+        index=nodes_st,
+        what=st.sampled_from(["lose", "regain", "regain at deadline", "regain late", "mesh"]),
+    )
+    def node_chain(self, index: int, what: str) -> None:
+        """A node loses the chain or regains it (at any time, exactly at its next announced
+        deadline by its own clock, or one second after it), or its mesh path to the
+        watchers comes or goes."""
         node = self.node(index)
-        if self.w.hosts[node].sees_chain:
-            return
-        item = self.w.next_deadline(node)
-        if item is None or item.deadline is None:
-            return
-        wait = item.deadline + int(late) - self.w.clock(node)
-        if wait > 3 * WINDOW:
-            return
-        self.w.flights += self.later
-        self.later = []
-        self.w.advance(wait)
-        event(f"regain at a deadline ({item.kind.value}, late: {late})")
-        self.w.regain_chain(node)
+        host = self.w.hosts[node]
+        if what == "lose":
+            self.w.lose_chain(node)
+        elif what == "regain":
+            self.w.regain_chain(node)
+        elif what == "mesh":
+            host.mesh = not host.mesh
+        elif not host.sees_chain:
+            item = self.w.next_deadline(node)
+            if item is None or item.deadline is None:
+                return
+            late = what == "regain late"
+            wait = item.deadline + int(late) - self.w.clock(node)
+            if wait > 3 * WINDOW:
+                return
+            self.w.flights += self.later
+            self.later = []
+            self.w.advance(wait)
+            event(f"regain at a deadline ({item.kind.value}, late: {late})")
+            self.w.regain_chain(node)
 
-    @rule(index=nodes_st, up=st.booleans())
-    def mesh(self, index: int, up: bool) -> None:
-        """The node's mesh path to the watchers (and back) comes or goes."""
-        self.w.hosts[self.node(index)].mesh = up
+    @rule(
+        index=watchers_st,
+        what=st.sampled_from(["lose", "regain", "lazy", "drops", "delivers", "beacon"]),
+    )
+    def watcher(self, index: int, what: str) -> None:
+        """A watcher loses the chain or regains it, turns lazy (for good), drops or sends
+        again what blind nodes hand it, or beacons its view to its clients."""
+        address = self.watcher_address(index)
+        watcher = self.w.watchers[address]
+        if what == "beacon":
+            self.w.beacon(address)
+        elif what == "lazy":
+            if not watcher.lazy:
+                watcher.lazy = True
+                watcher.lazy_since = self.w.now
+        elif what in ("drops", "delivers"):
+            watcher.drops = what == "drops"
+        else:
+            self._watcher_sees(watcher, what == "regain")
 
-    @rule(index=watchers_st, sees=st.booleans())
-    def watcher_chain(self, index: int, sees: bool) -> None:
-        watcher = self.w.watchers[self.watcher(index)]
+    def _watcher_sees(self, watcher: Watcher, sees: bool) -> None:
         if watcher.sees_chain == sees:
             return
         watcher.sees_chain = sees
@@ -275,39 +296,25 @@ class OfflineMachine(RuleBasedStateMachine):
         else:
             watcher.blind.append([self.w.now, None])
 
-    @rule(index=watchers_st)
-    def watcher_turns_lazy(self, index: int) -> None:
-        watcher = self.w.watchers[self.watcher(index)]
-        if not watcher.lazy:
-            watcher.lazy = True
-            watcher.lazy_since = self.w.now
-
-    @rule(index=watchers_st, drops=st.booleans())
-    def gateway_drops(self, index: int, drops: bool) -> None:
-        self.w.watchers[self.watcher(index)].drops = drops
-
-    @rule(index=watchers_st)
-    def beacon(self, index: int) -> None:
-        self.w.beacon(self.watcher(index))
-
     @rule(index=nodes_st, gateway=watchers_st)
     def relay(self, index: int, gateway: int) -> None:
-        self.w.relay(self.node(index), self.watcher(gateway))
+        """A blind node hands what it could not send to a gateway over the mesh."""
+        self.w.relay(self.node(index), self.watcher_address(gateway))
 
     # --- dishonest partners ----------------------------------------------------------------------
 
     def _closable(self) -> list[tuple[Address, Address]]:
         pairs = []
         for a, b in self.w.edges:
+            channel = self.w.ledger.channel(a, b)
+            assert channel is not None
+            if channel.stage is not Stage.OPENED or self._closing(channel):
+                continue
             for cheat, victim in ((a, b), (b, a)):
-                channel = self.w.ledger.channel(a, b)
                 if (
                     not self.honest(cheat)
                     and self.honest(victim)
                     and self.w.hosts[cheat].sees_chain
-                    and channel is not None
-                    and channel.stage is Stage.OPENED
-                    and not self._closing(channel)
                 ):
                     pairs.append((cheat, victim))
         return pairs
@@ -319,35 +326,23 @@ class OfflineMachine(RuleBasedStateMachine):
             for _, _, tx, _ in self.w.ledger.pending
         )
 
-    @rule(data=st.data())
-    def stale_close(self, data: st.DataObject) -> None:
-        """A dishonest node closes with an old proof of its partner, preferably while the
-        partner is blind (the worst moment)."""
+    @rule(data=st.data(), blind_first=st.booleans())
+    def stale_close(self, data: st.DataObject, blind_first: bool) -> None:
+        """A dishonest node closes with an old proof of its honest partner, at the worst
+        moment: while the partner is blind (with `blind_first`, just after it lost the
+        chain, so that the close is as early as its view allows)."""
         pairs = self._closable()
         if not pairs:
             return
         blind = [pair for pair in pairs if not self.w.hosts[pair[1]].sees_chain]
         cheat, victim = data.draw(st.sampled_from(blind or pairs))
+        if blind_first:
+            self.w.lose_chain(victim)
         proofs = self.w.history.get((cheat, victim), [])
         proof = data.draw(st.sampled_from([None, *proofs])) if proofs else None
         self.w.ledger.submit(TxClose(cheat, victim, proof))
         self.w.broken.add(frozenset((cheat, victim)))
         event(f"stale close (victim blind: {not self.w.hosts[victim].sees_chain})")
-
-    @precondition(lambda self: self.world is not None and self.world.flights)
-    @rule(data=st.data())
-    def withhold(self, data: st.DataObject) -> None:
-        """A dishonest node never delivers one of its messages to an honest partner (the
-        unlock it owes, say)."""
-        indices = [
-            i
-            for i, flight in enumerate(self.w.flights)
-            if not self.honest(flight.sender) and self.honest(flight.recipient)
-        ]
-        if not indices:
-            return
-        flight = self.w.flights.pop(data.draw(st.sampled_from(indices)))
-        self.w.broken.add(frozenset((flight.sender, flight.recipient)))
 
     # --- invariants --------------------------------------------------------------------------
 
@@ -407,8 +402,8 @@ class OfflineMachine(RuleBasedStateMachine):
             return
         w = self.w
         # Everyone reaches the chain and the mesh again (a lazy watcher stays lazy).
-        for index in range(WATCHERS):
-            self.watcher_chain(index, True)
+        for watcher in w.watchers.values():
+            self._watcher_sees(watcher, True)
         for node in w.addresses:
             w.hosts[node].mesh = True
             w.regain_chain(node)
@@ -571,16 +566,14 @@ class OfflineMachine(RuleBasedStateMachine):
             at = registry.get(lock.secrethash)
             return at is not None and at <= lock.expiration
 
-        def ours_to_claim(
-            theirs: tuple[Lock, ...], ours: tuple[Lock, ...]
-        ) -> Callable[[Lock], bool]:
-            def claim(lock: Lock) -> bool:
-                if in_time(lock):
-                    return True
-                paired = any(mine == lock for mine in ours)
-                return lock.secrethash in learned and not paired
-
-            return claim
+        def ours_to_claim(lock: Lock) -> bool:
+            """A lock of the partner's that the node's own state counts as its own: its
+            secret is registered in time, or the node knows it (off chain) and did not give
+            the lock back (a returned pair pays both ways, in the node's view)."""
+            if in_time(lock):
+                return True
+            paired = view.our.lock_for(lock.secrethash) == lock
+            return lock.secrethash in learned and not paired
 
         on_chain = channel.proof(partner)
         chain_locks = w.locks_of(on_chain.locksroot)
@@ -588,7 +581,7 @@ class OfflineMachine(RuleBasedStateMachine):
         own_locks = w.locks_of(own_on_chain.locksroot)
 
         def payout(own: tuple[int, tuple[Lock, ...]], theirs: tuple[int, tuple[Lock, ...]]) -> int:
-            return _payout(channel, node, own, theirs, ours_to_claim(theirs[1], own[1]), in_time)
+            return _payout(channel, node, own, theirs, ours_to_claim, in_time)
 
         latest_own = (view.our.transferred, view.our.locks)
         ideal = payout(latest_own, (view.partner.transferred, view.partner.locks))
@@ -616,11 +609,7 @@ class OfflineMachine(RuleBasedStateMachine):
             self._delegates_had_reasons(node, channel, misses)
             assert update_loss <= max(m.amount for m in misses), (label, update_loss, misses)
             event("an update deadline was missed: loss within its amount")
-        unclaimed = [
-            lock
-            for lock in chain_locks
-            if not in_time(lock) and ours_to_claim(chain_locks, own_locks)(lock)
-        ]
+        unclaimed = [lock for lock in chain_locks if not in_time(lock) and ours_to_claim(lock)]
         if got < as_on_chain:
             covered = 0
             for lock in unclaimed:
@@ -694,6 +683,6 @@ def _payout(
     return payout.payout1 + payout.locked_retained1 - to_them + to_me
 
 
-_SETTINGS = settings(max_examples=settings.default.max_examples, stateful_step_count=50)
+_SETTINGS = settings(max_examples=settings.default.max_examples, stateful_step_count=60)
 TestOffline = OfflineMachine.TestCase
 TestOffline.settings = _SETTINGS
