@@ -722,6 +722,8 @@ class OfflineNetwork(Network):
                 self._remember_proof(address, partner, channel)
         if host.sees_chain:
             self.flush(address)
+        if host.honest:
+            self.announce(address)
         if not self.syncing:
             self.syncing = True
             try:
@@ -1092,18 +1094,29 @@ class OfflineNetwork(Network):
         host = self.hosts[address]
         return deadlines(self.states[address], self.clock(address), host.work(), host.closes)
 
+    def announce(self, address: Address) -> None:
+        """Note when each deadline the core announces first appeared (after every input)."""
+        host = self.hosts[address]
+        now = self.clock(address)
+        for item in self.announced(address):
+            ident = (item.kind, item.partner, item.nonce, item.secrethash, item.deadline)
+            host.first_seen.setdefault(ident, now)
+
     def check_overdue(self, address: Address) -> None:
         """Record every announced deadline that has passed before what it asked for
-        reached the chain (while the node sees the chain, only a registration it learned
-        of too late can be: its horizons are counted from now)."""
+        reached the chain. While the node sees the chain it acts on every deadline at
+        once, so only one announced too late (a secret learned after its registration
+        deadline) counts: any other would be the core's failure, not a missed one."""
         host = self.hosts[address]
         if not host.honest:
             return
         now = self.clock(address)
         for item in self.announced(address):
             ident = (item.kind, item.partner, item.nonce, item.secrethash, item.deadline)
-            host.first_seen.setdefault(ident, now)
+            first = host.first_seen.setdefault(ident, now)
             if item.deadline is None or item.deadline >= now:
+                continue
+            if host.sees_chain and first <= item.deadline:
                 continue
             if any(
                 entry.sent_at is not None and entry.sent_at <= item.deadline
@@ -1129,7 +1142,7 @@ class OfflineNetwork(Network):
                     item.delegated,
                     delegate,
                     now,
-                    host.first_seen[ident] > item.deadline,
+                    first > item.deadline,
                 )
             )
 
