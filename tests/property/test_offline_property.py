@@ -97,10 +97,12 @@ class OfflineMachine(RuleBasedStateMachine):
     # --- set-up ---------------------------------------------------------------------------
 
     @initialize(
-        dishonest=st.sets(nodes_st, max_size=2),
+        dishonest=st.sets(nodes_st, min_size=1, max_size=2),
         delegates=st.lists(st.one_of(st.none(), watchers_st), min_size=SIZE, max_size=SIZE),
-        offsets=st.lists(st.integers(-TOLERANCE, 0), min_size=SIZE, max_size=SIZE),
-        inclusion=st.sampled_from([1, MARGIN]),
+        offsets=st.lists(
+            st.one_of(st.just(-TOLERANCE), st.integers(-TOLERANCE, 0)), min_size=SIZE, max_size=SIZE
+        ),
+        inclusion=st.sampled_from([MARGIN, 1]),
     )
     def set_up(
         self,
@@ -343,6 +345,56 @@ class OfflineMachine(RuleBasedStateMachine):
         self.w.ledger.submit(TxClose(cheat, victim, proof))
         self.w.broken.add(frozenset((cheat, victim)))
         event(f"stale close (victim blind: {not self.w.hosts[victim].sees_chain})")
+
+    @rule(
+        data=st.data(),
+        amount=st.integers(1, 100),
+        late=st.sampled_from([0, 1, 2, None]),
+    )
+    def attack(self, data: st.DataObject, amount: int, late: int | None) -> None:
+        """The whole attack at once: a dishonest node pays its honest partner directly (so
+        that its newest proof holds value for the partner) and closes with an older proof
+        of the partner (its own newest proof is not on chain); the partner lost the chain
+        in the last second before the close was mined (the earliest close its view
+        allows) and reaches it again exactly at the channel's announced horizon, or
+        `late` seconds after it, or (None) not by itself."""
+        pairs = self._closable()
+        if not pairs:
+            return
+        cheat, victim = data.draw(st.sampled_from(pairs))
+        w = self.w
+        payment = BatchEntry(self.next_id, TokenAmount(amount))
+        self.next_id += 1
+        w.apply(cheat, ActionPayDirect(w.clock(cheat), TOKEN_NETWORK, victim, (payment,)))
+        for flight in [f for f in w.flights if (f.sender, f.recipient) == (cheat, victim)]:
+            w.flights.remove(flight)
+            w.flights.insert(0, flight)
+            w.deliver(0)
+        proofs = w.history.get((cheat, victim), [])
+        proof = data.draw(st.sampled_from([None, *proofs])) if proofs else None
+        w.ledger.submit(TxClose(cheat, victim, proof))
+        w.broken.add(frozenset((cheat, victim)))
+        w.flights += self.later
+        self.later = []
+        w.advance(w.ledger.inclusion - 1)
+        w.lose_chain(victim)
+        w.advance(1)  # the close is mined one second after the victim's view
+        if late is None:
+            return
+        horizons = [
+            item
+            for item in w.announced(victim)
+            if item.kind is DeadlineKind.UPDATE_HORIZON and item.partner == cheat
+        ]
+        if not horizons or horizons[0].deadline is None:
+            return
+        wait = horizons[0].deadline + late - w.clock(victim)
+        if wait < 0:
+            return
+        w.advance(wait)
+        event(f"attack: the victim regains {late} s after the horizon "
+              f"(delegated: {horizons[0].delegated})")  # fmt: skip
+        w.regain_chain(victim)
 
     # --- invariants --------------------------------------------------------------------------
 
