@@ -359,15 +359,16 @@ class OfflineMachine(RuleBasedStateMachine):
     @rule(
         data=st.data(),
         amount=st.integers(1, 100),
-        late=st.sampled_from([0, 1, 2, None]),
+        then=st.sampled_from(["at horizon", "1 s late", "2 s late", "delegate", "stay blind"]),
     )
-    def attack(self, data: st.DataObject, amount: int, late: int | None) -> None:
+    def attack(self, data: st.DataObject, amount: int, then: str) -> None:
         """The whole attack at once: a dishonest node pays its honest partner directly (so
         that its newest proof holds value for the partner) and closes with an older proof
         of the partner (its own newest proof is not on chain); the partner lost the chain
         in the last second before the close was mined (the earliest close its view
-        allows) and reaches it again exactly at the channel's announced horizon, or
-        `late` seconds after it, or (None) not by itself."""
+        allows). Then the partner reaches the chain again exactly at the channel's
+        announced horizon, or 1 or 2 seconds after it; or it stays blind for the whole
+        window while its delegate beacons its view; or it stays blind."""
         pairs = self._closable()
         if not pairs:
             return
@@ -389,7 +390,16 @@ class OfflineMachine(RuleBasedStateMachine):
         w.advance(w.ledger.inclusion - 1)
         w.lose_chain(victim)
         w.advance(1)  # the close is mined one second after the victim's view
-        if late is None:
+        if then == "stay blind":
+            return
+        if then == "delegate":
+            delegate = w.hosts[victim].delegate
+            for _ in range(4):
+                if delegate is not None:
+                    w.beacon(delegate)
+                w.advance(WINDOW // 3)
+            event(f"attack: the victim relies on its delegate ({delegate is not None})")
+            w.regain_chain(victim)
             return
         horizons = [
             item
@@ -398,6 +408,7 @@ class OfflineMachine(RuleBasedStateMachine):
         ]
         if not horizons or horizons[0].deadline is None:
             return
+        late = {"at horizon": 0, "1 s late": 1, "2 s late": 2}[then]
         wait = horizons[0].deadline + late - w.clock(victim)
         if wait < 0:
             return
