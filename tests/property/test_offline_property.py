@@ -239,7 +239,20 @@ class OfflineMachine(RuleBasedStateMachine):
 
     @rule(data=st.data(), amount=st.integers(1, 200), seconds=st.sampled_from([30, 120]))
     def withdraw(self, data: st.DataObject, amount: int, seconds: int) -> None:
-        a, b = data.draw(st.sampled_from(self.w.edges))
+        # Only where nothing is in flight between the two: a request that overtakes the
+        # requester's earlier proofs is a known hole of its own (WithdrawRequest carries no
+        # nonce; tests/unit/test_node_cosigning.py, strict xfails), not an offline one.
+        idle = [
+            (a, b)
+            for a, b in self.w.edges
+            if not any(
+                {flight.sender, flight.recipient} == {a, b}
+                for flight in self.w.flights + self.later
+            )
+        ]
+        if not idle:
+            return
+        a, b = data.draw(st.sampled_from(idle))
         me, partner = data.draw(st.sampled_from([(a, b), (b, a)]))
         mine = self.w.states[me].channels[(TOKEN_NETWORK, partner)].our
         total = TokenAmount(mine.withdrawn + amount)
