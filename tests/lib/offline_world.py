@@ -1105,8 +1105,9 @@ class OfflineNetwork(Network):
     def check_overdue(self, address: Address) -> None:
         """Record every announced deadline that has passed before what it asked for
         reached the chain. While the node sees the chain it acts on every deadline at
-        once, so only one announced too late (a secret learned after its registration
-        deadline) counts: any other would be the core's failure, not a missed one."""
+        once, so only one announced too late counts, a secret learned after its
+        registration deadline: any other would be the core's failure, not a missed one
+        (and a close it learns of too late, the missed horizon's)."""
         host = self.hosts[address]
         if not host.honest:
             return
@@ -1116,7 +1117,10 @@ class OfflineNetwork(Network):
             first = host.first_seen.setdefault(ident, now)
             if item.deadline is None or item.deadline >= now:
                 continue
-            if host.sees_chain and first <= item.deadline:
+            if host.sees_chain and (
+                first <= item.deadline or item.kind is not DeadlineKind.REGISTER_SECRET
+            ):
+                # An update learned of too late was the horizon's to cover, not its own.
                 continue
             if any(
                 entry.sent_at is not None and entry.sent_at <= item.deadline
