@@ -34,6 +34,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Final
 
+import pytest
 from hypothesis import event as hypothesis_event
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -76,11 +77,11 @@ WINDOW = 1200
 SETTINGS = Settings(fees=FeeSchedule(flat=1, proportional_ppm=10_000))
 TOLERANCE = SETTINGS.clock_tolerance
 MARGIN = SETTINGS.submit_margin
-SIZE: Final = 4
-EDGES: Final = ((0, 1), (0, 2), (1, 3), (2, 3), (1, 2))
+MAX_SIZE: Final = 5
 WATCHERS: Final = 2
 
-nodes_st = st.integers(0, SIZE - 1)
+nodes_st = st.integers(0, MAX_SIZE - 1)
+"""A node by index (modulo the machine's size)."""
 
 
 def event(text: str) -> None:
@@ -93,7 +94,10 @@ watchers_st = st.integers(0, WATCHERS - 1)
 
 
 class OfflineMachine(RuleBasedStateMachine):
-    """Cores, a chain some of them lose, watchers, and dishonest partners."""
+    """Cores, a chain some of them lose, watchers, and dishonest partners: a diamond."""
+
+    SIZE = 4
+    EDGES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 3), (2, 3), (1, 2))
 
     def __init__(self) -> None:
         super().__init__()
@@ -108,10 +112,13 @@ class OfflineMachine(RuleBasedStateMachine):
 
     @initialize(
         dishonest=st.sets(nodes_st, min_size=1, max_size=2),
-        delegates=st.lists(st.one_of(st.none(), watchers_st), min_size=SIZE, max_size=SIZE),
+        delegates=st.lists(st.one_of(st.none(), watchers_st), min_size=MAX_SIZE, max_size=MAX_SIZE),
         offsets=st.lists(
-            st.one_of(st.just(-TOLERANCE), st.integers(-TOLERANCE, 0)), min_size=SIZE, max_size=SIZE
+            st.one_of(st.just(-TOLERANCE), st.integers(-TOLERANCE, 0)),
+            min_size=MAX_SIZE,
+            max_size=MAX_SIZE,
         ),
+        ahead=st.booleans(),
         inclusion=st.sampled_from([MARGIN, 1]),
     )
     def set_up(
@@ -120,18 +127,25 @@ class OfflineMachine(RuleBasedStateMachine):
         delegates: list[int | None],
         offsets: list[int],
         inclusion: int,
+        ahead: bool = False,
     ) -> None:
+        """Who is dishonest, who delegates to which watcher, every node's clock (behind the
+        chain's by up to the tolerance, or with `ahead` ahead of it by up to the tolerance:
+        any two within the tolerance, as the protocol assumes), and how long the chain
+        takes to include a transaction (at most `submit_margin`)."""
+        size = self.SIZE
+        shift = TOLERANCE if ahead else 0
         world = OfflineNetwork.build(
-            SIZE,
+            size,
             SETTINGS,
-            honest=[index not in dishonest for index in range(SIZE)],
-            delegates=delegates,
-            offsets=offsets,
+            honest=[index not in dishonest for index in range(size)],
+            delegates=delegates[:size],
+            offsets=[offset + shift for offset in offsets[:size]],
             watchers=WATCHERS,
             inclusion=inclusion,
         )
         nodes = world.addresses
-        for i, j in EDGES:
+        for i, j in self.EDGES:
             world.open_channel(nodes[i], nodes[j], DEPOSIT, WINDOW)
         world.publish_graph()
         self.world = world
@@ -146,7 +160,7 @@ class OfflineMachine(RuleBasedStateMachine):
         return self.w.hosts[address].honest
 
     def node(self, index: int) -> Address:
-        return self.w.addresses[index]
+        return self.w.addresses[index % self.SIZE]
 
     def watcher_address(self, index: int) -> Address:
         return list(self.w.watchers)[index]
@@ -783,6 +797,19 @@ def _payout(
     return payout.payout1 + payout.locked_retained1 - to_them + to_me
 
 
-_SETTINGS = settings(max_examples=settings.default.max_examples, stateful_step_count=60)
+class OfflineLine(OfflineMachine):
+    """A line of five: payments of three hops, one route only."""
+
+    SIZE = 5
+    EDGES = ((0, 1), (1, 2), (2, 3), (3, 4))
+
+
+# `make test` (the ci profile) runs about 200 examples of the diamond in well under a
+# minute; `make fuzz` runs 5,000 and the line of five as well.
+_SETTINGS = settings(
+    max_examples=min(settings.default.max_examples * 5, 5_000), stateful_step_count=60
+)
 TestOffline = OfflineMachine.TestCase
 TestOffline.settings = _SETTINGS
+TestOfflineLine = pytest.mark.fuzz(OfflineLine.TestCase)
+TestOfflineLine.settings = _SETTINGS
