@@ -268,7 +268,7 @@ def test_target__window_closes_after_the_reveal__the_unlock_is_still_applied() -
     assert net.balance(b, a) == DEPOSIT + 100
 
 
-# --- a blind payer does not take a lock back it may have lost ------------------------------
+# --- O-7: a blind payer does not take back a lock it may have lost -------------------------
 
 
 def _revealed_lock(net: Network) -> tuple[Address, Address, Timestamp]:
