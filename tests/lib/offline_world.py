@@ -82,16 +82,20 @@ from offchain.protocol.types import (
     Timestamp,
     TokenAmount,
 )
-from offchain.watch import client, plan, rules
+from offchain.watch import client, plan, rules, wire
+from offchain.watch.beacons import BeaconBook
 from offchain.watch.facts import ChannelFacts, SideOnChain, Stage
 from offchain.watch.wire import (
+    UNSIGNED,
     Action,
     BalancePreimage,
+    ChainBeacon,
     DelegateUpdate,
     OutcomeStatus,
     RawTransaction,
     Reason,
     RegisterSecret,
+    Service,
 )
 from tests.lib.network import CHAIN_ID, TOKEN_NETWORK, Network, make_key
 
@@ -102,6 +106,8 @@ REWARD = 1
 TICK = 10
 """Seconds between two ticks of every core (the runtime ticks more often; 10 s is what the
 reveal timeout's margin assumes in the transfers test too)."""
+BEACON_EVERY = 60
+"""Seconds between two beacons of a watcher that sees the chain (docs/spec.md §15.4)."""
 NO_DEADLINE = Timestamp(2**63)
 NO_SIGNATURE = Signature(bytes(65))
 
@@ -602,6 +608,8 @@ class Host:
     first_seen: dict[tuple[object, ...], int] = field(default_factory=dict)
     """When an announced item (kind, partner, nonce, secrethash) was first computed."""
     signatures: dict[tuple[ChannelKey, int], Signature] = field(default_factory=dict)
+    book: BeaconBook | None = None
+    """The watchers it heard beacons of (`beacons.BeaconBook`)."""
 
     def work(self) -> list[ContractWork]:
         return [entry.effect for entry in self.outbox if not entry.done]
@@ -647,6 +655,9 @@ class OfflineNetwork(Network):
     """Secrethashes of locks that were pending in a broken pair."""
     requests: itertools.count[int] = field(default_factory=itertools.count)
     syncing: bool = False
+    auto_relay: bool = True
+    """Blind nodes hand what they could not send to a gateway they heard of, at once (the
+    delegation client); otherwise only when the test says so (`relay`)."""
     learned: dict[Address, set[SecretHash]] = field(default_factory=dict)
     """By node: the secrets it learned off chain (from a peer or its own payment)."""
 
@@ -661,8 +672,10 @@ class OfflineNetwork(Network):
         offsets: list[int],
         watchers: int,
         inclusion: int,
+        auto_relay: bool = True,
     ) -> OfflineNetwork:
         net = cls.create(size, settings)
+        net.auto_relay = auto_relay
         keys = [make_key(100 + i) for i in range(watchers)]
         for key in keys:
             address = address_from_private_key(key)
@@ -671,7 +684,9 @@ class OfflineNetwork(Network):
         for index, address in enumerate(net.addresses):
             choice = delegates[index]
             delegate = None if choice is None or not honest[index] else watcher_addresses[choice]
-            net.hosts[address] = Host(address, honest[index], delegate)
+            host = Host(address, honest[index], delegate)
+            host.book = BeaconBook(CHAIN_ID, address)
+            net.hosts[address] = host
             net.offsets[address] = offsets[index]
         net.chain = Chain(inclusion, net.now, net.locks_of)
         return net
@@ -826,21 +841,49 @@ class OfflineNetwork(Network):
         return verdict
 
     def beacon(self, address: Address) -> None:
-        """A watcher that sees the chain tells its clients its view: it counts for the
-        proofs it acknowledged (W-10)."""
+        """A watcher that sees the chain sends its signed beacon (through the real wire
+        bytes) to every node with a mesh path; each keeps it if its `BeaconBook` does, and
+        a client counts its delegate's view for the proofs it acknowledged (W-10)."""
         watcher = self.watchers[address]
         if not watcher.sees_chain:
             return
+        unsigned = ChainBeacon(
+            CHAIN_ID,
+            address,
+            Timestamp(self.now),
+            TokenAmount(REWARD),
+            Service.DELEGATE | Service.GATEWAY,
+            self.now * 1000,
+            UNSIGNED,
+            3,
+        )
+        data = wire.encode(unsigned.signed(watcher.key))
         for host in self.hosts.values():
-            if host.delegate != address or not host.mesh:
+            if not host.mesh or host.book is None:
+                continue
+            beacon = wire.decode(data)
+            assert isinstance(beacon, ChainBeacon)
+            if not host.book.accept(beacon, self.clock(host.address) * 1000).accepted:
+                continue
+            if host.delegate != address:
                 continue
             for key, seen in list(host.views.items()):
                 held = watcher.held.get((key[1], host.address))
                 if held is not None and held.request.nonce == seen.nonce:
                     host.views[key] = DelegateView(
-                        self.now, seen.nonce, seen.own_nonce, seen.delegate
+                        beacon.view_time, seen.nonce, seen.own_nonce, seen.delegate
                     )
             self.feed_view(host.address)
+
+    def gateways(self, address: Address) -> list[Address]:
+        """Whom a blind node may hand its transactions to: the watchers it heard beacons
+        of (the one seeing furthest first), then its delegate."""
+        host = self.hosts[address]
+        found = [] if host.book is None else host.book.fresh(self.clock(address) * 1000)
+        picks = [beacon.watcher for beacon in found]
+        if host.delegate is not None and host.delegate not in picks:
+            picks.append(host.delegate)
+        return picks
 
     # --- the watchers' work (watcher.py, with plan.py deciding) ------------------------------
 
@@ -1067,6 +1110,7 @@ class OfflineNetwork(Network):
             self.step(Timestamp(upcoming))
 
     def step(self, when: Timestamp) -> None:
+        beacons = when // BEACON_EVERY > self.now // BEACON_EVERY
         self.now = when
         chain = self.ledger
         chain.now = when
@@ -1087,6 +1131,14 @@ class OfflineNetwork(Network):
                 chain.submit(TxSettle(channel.a, channel.b))  # anyone's bridge settles
         for address in self.addresses:
             self.apply(address, Tick(self.clock(address)))
+        if beacons:
+            for watcher in self.watchers:
+                self.beacon(watcher)
+        if self.auto_relay:
+            for address, host in self.hosts.items():
+                if host.honest and not host.sees_chain and host.mesh:
+                    for gateway in self.gateways(address):
+                        self.relay(address, gateway)
 
     # --- deadlines the node announced ----------------------------------------------------------
 

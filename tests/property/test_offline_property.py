@@ -120,6 +120,7 @@ class OfflineMachine(RuleBasedStateMachine):
         ),
         ahead=st.booleans(),
         inclusion=st.sampled_from([MARGIN, 1]),
+        auto_relay=st.booleans(),
     )
     def set_up(
         self,
@@ -128,11 +129,14 @@ class OfflineMachine(RuleBasedStateMachine):
         offsets: list[int],
         inclusion: int,
         ahead: bool = False,
+        auto_relay: bool = True,
     ) -> None:
         """Who is dishonest, who delegates to which watcher, every node's clock (behind the
         chain's by up to the tolerance, or with `ahead` ahead of it by up to the tolerance:
         any two within the tolerance, as the protocol assumes), and how long the chain
-        takes to include a transaction (at most `submit_margin`)."""
+        takes to include a transaction (at most `submit_margin`); with `auto_relay`,
+        blind nodes hand their transactions to a gateway at once (as the delegation client
+        does), otherwise only when the `relay` rule says so."""
         size = self.SIZE
         shift = TOLERANCE if ahead else 0
         world = OfflineNetwork.build(
@@ -143,6 +147,7 @@ class OfflineMachine(RuleBasedStateMachine):
             offsets=[offset + shift for offset in offsets[:size]],
             watchers=WATCHERS,
             inclusion=inclusion,
+            auto_relay=auto_relay,
         )
         nodes = world.addresses
         for i, j in self.EDGES:
