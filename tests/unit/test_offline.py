@@ -268,6 +268,70 @@ def test_target__window_closes_after_the_reveal__the_unlock_is_still_applied() -
     assert net.balance(b, a) == DEPOSIT + 100
 
 
+# --- O-7: a blind payer does not take back a lock it may have lost -------------------------
+
+
+def _revealed_lock(net: Network) -> tuple[Address, Address, Timestamp]:
+    """A pays B 100; B learns the secret and reveals it, but the reveal does not reach A
+    (it stays in flight). Returns A, B and the lock's expiration."""
+    a, b = net.line(DEPOSIT)
+    pay(net, a, b, 100)
+    for _ in range(2):  # the lock and the secret reach B, which reveals
+        net.deliver(0)
+    assert isinstance(codec.decode(net.flights[0].data), SecretReveal)
+    net.flights.clear()
+    return a, b, Timestamp(net.now + SETTINGS.lock_timeout)
+
+
+def test_payer__blind_since_before_the_expiration__keeps_the_lock_and_the_payment_pending() -> None:
+    # B registered the secret in time (A cannot know it: it has not seen the chain since
+    # before E): expiring the lock would take back what B can claim on chain (B refuses the
+    # LockExpired) and report as failed a payment that paid.
+    net = Network.create(2)
+    a, b, expiration = _revealed_lock(net)
+    blind(net, a, 0)
+    net.advance(SETTINGS.lock_timeout + SETTINGS.clock_tolerance + 60, tick_every=10)
+    assert not net.flights  # no LockExpired
+    channel = net.states[a].channels[(TOKEN_NETWORK, b)]
+    assert channel.our.lock_for(secret_for(1)[1]) is not None
+    assert not net.events(a, EventPaymentFailed)
+    # Once it sees the chain again (up to after E), it learns which is the case.
+    net.apply(a, ActionSetChainView(net.now, Timestamp(expiration + 1), {}))
+    net.advance(10, tick_every=10)
+    assert failure(net, a).reason is FailureReason.LOCK_EXPIRED
+    net.run()
+    assert not net.events(b, EventInvalidReceived)
+    assert net.states[b].channels[(TOKEN_NETWORK, a)].partner.locks == ()
+
+
+def test_payer__blind_since_before_the_expiration__learns_the_registration_and_pays() -> None:
+    net = Network.create(2)
+    a, b, expiration = _revealed_lock(net)
+    blind(net, a, 0)
+    net.advance(SETTINGS.lock_timeout + 60, tick_every=10)
+    secret, secrethash = secret_for(1)
+    registered = Timestamp(expiration - 40)  # B registered it in time, A was blind
+    net.apply(a, ActionSetChainView(net.now, None, {}))
+    net.apply(a, ChainSecretRegistered(net.now, secret, secrethash, registered))
+    net.apply(b, ChainSecretRegistered(net.now, secret, secrethash, registered))
+    net.run()
+    assert net.events(a, EventPaymentSucceeded) and not net.events(a, EventPaymentFailed)
+    assert not net.events(b, EventInvalidReceived)
+    assert net.balance(b, a) == DEPOSIT + 100
+
+
+def test_payer__blind_with_a_view_past_the_expiration__expires_the_lock() -> None:
+    net = Network.create(2)
+    a, b, expiration = _revealed_lock(net)
+    net.advance(SETTINGS.lock_timeout + 1, tick_every=10)
+    blind(net, a, net.now - expiration)  # it saw the chain up to E: no registration by then
+    net.advance(SETTINGS.clock_tolerance + 10, tick_every=10)
+    assert failure(net, a).reason is FailureReason.LOCK_EXPIRED
+    net.run()
+    assert not net.events(b, EventInvalidReceived)
+    assert net.states[a].channels[(TOKEN_NETWORK, b)].our.locks == ()
+
+
 # --- the view in the state -----------------------------------------------------------------
 
 
