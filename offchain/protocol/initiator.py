@@ -222,6 +222,4 @@ def on_tick(step: Step, payment: InitiatorState) -> None:
         return
     if step.registered_in_time(payment.secrethash, payment.expiration):
         return  # claimable on chain: the unlock (or the chain) settles it
-    if not step.registrations_known(payment.expiration):
-        return  # blind since before E: the secret may have been registered in time
     _fail(step, payment, FailureReason.LOCK_EXPIRED, payment.hops[-1] if payment.hops else None)

@@ -497,8 +497,6 @@ def _expire_our_locks(
             continue
         if step.registered_in_time(lock.secrethash, lock.expiration):
             continue  # the payee can claim it on chain: it is not ours to take back
-        if not step.registrations_known(lock.expiration):
-            continue  # blind since before E: the payee may have registered it in time
         current = step.channels[(network, partner)]
         made = channel_rules.make_lock_expired(current, step.key, lock.secrethash, step.now)
         if isinstance(made, Rejected):

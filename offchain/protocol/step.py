@@ -121,12 +121,6 @@ class Step:
         at = self.registered.get(secrethash)
         return at is not None and at <= expiration
 
-    def registrations_known(self, until: Timestamp) -> bool:
-        """Whether we would know of a secret registered on chain at or before `until`: we
-        see the chain, or we saw every log up to a later chain time. A node blind since
-        before a lock's expiration cannot tell that nobody claimed it (docs/offline.md)."""
-        return self.view_time is None or self.view_time >= until
-
     # --- effects ----------------------------------------------------------------------
 
     def send(self, recipient: Address, message: Message, end_to_end: bool = False) -> None:

@@ -1,15 +1,10 @@
 """Several protocol cores in one process, wired by an in-memory transport and chain.
 
-Used by the unit tests of the transfer state machines, the multi-node hypothesis tests and
+Used by the unit tests of the transfer state machines, the multi-node hypothesis test and
 the protocol bench. Every message goes through the real codec (encode, decode) and every
 signature is made and checked by the cores; only the transport and the chain are
 simulated: a queue of messages the test delivers (in order, or dropped, duplicated,
 reordered), and a list of transactions it mines.
-
-`now` is the chain's clock; a node's own clock may differ from it by a fixed offset
-(`offsets`, none by default), and every input the node gets carries its own clock
-(`clock`). Subclasses route transactions elsewhere by overriding `route` (the offline
-world of `tests/lib/offline_world.py` keeps them until the node sees the chain).
 """
 
 from __future__ import annotations
@@ -79,8 +74,6 @@ class Network:
     withdraws: list[tuple[Address, ContractSendWithdraw]] = field(default_factory=list)
     effects: dict[Address, list[Effect]] = field(default_factory=dict)
     edges: list[tuple[Address, Address]] = field(default_factory=list)
-    offsets: dict[Address, int] = field(default_factory=dict)
-    """A node's clock minus the chain's (seconds); absent: 0."""
 
     @classmethod
     def create(cls, size: int, settings: Settings | None = None) -> Network:
@@ -94,33 +87,24 @@ class Network:
 
     # --- driving -----------------------------------------------------------------------
 
-    def clock(self, address: Address) -> Timestamp:
-        """What `address`'s own clock shows now."""
-        return Timestamp(self.now + self.offsets.get(address, 0))
-
     def apply(self, address: Address, event: Input) -> list[Effect]:
         """Run one input on one node and carry out its effects."""
         state, effects = transition(self.states[address], event, self.keys[address])
         self.states[address] = state
         self.effects[address] += effects
         for effect in effects:
-            self.route(address, effect)
+            if isinstance(effect, SendMessage):
+                self.flights.append(Flight(address, effect.recipient, codec.encode(effect.message)))
+            elif isinstance(effect, ContractSendSecretRegister):
+                self.registrations.append(effect)
+            elif isinstance(effect, ContractSendWithdraw):
+                self.withdraws.append((address, effect))
         return effects
-
-    def route(self, address: Address, effect: Effect) -> None:
-        """Carry out one effect: a message goes in flight, a transaction to the chain's list."""
-        if isinstance(effect, SendMessage):
-            self.flights.append(Flight(address, effect.recipient, codec.encode(effect.message)))
-        elif isinstance(effect, ContractSendSecretRegister):
-            self.registrations.append(effect)
-        elif isinstance(effect, ContractSendWithdraw):
-            self.withdraws.append((address, effect))
 
     def deliver(self, index: int = 0) -> list[Effect]:
         flight = self.flights.pop(index)
         message = codec.decode(flight.data)
-        recipient = flight.recipient
-        return self.apply(recipient, ReceiveMessage(self.clock(recipient), flight.sender, message))
+        return self.apply(flight.recipient, ReceiveMessage(self.now, flight.sender, message))
 
     def run(self, limit: int = 100_000) -> None:
         """Deliver in order until nothing is in flight."""
@@ -137,7 +121,7 @@ class Network:
         while self.now < target:
             self.now = Timestamp(min(target, self.now + (tick_every or seconds)))
             for address in self.addresses:
-                self.apply(address, Tick(self.clock(address)))
+                self.apply(address, Tick(self.now))
             if mine:
                 self.mine()
 
@@ -150,7 +134,7 @@ class Network:
             partner = request.partner
             total = request.withdraw.total_withdraw
             for me, other in ((address, partner), (partner, address)):
-                self.apply(me, ChainWithdraw(self.clock(me), TOKEN_NETWORK, other, address, total))
+                self.apply(me, ChainWithdraw(self.now, TOKEN_NETWORK, other, address, total))
         pending, self.registrations = self.registrations, []
         seen: set[SecretHash] = set()
         for registration in pending:
@@ -161,30 +145,21 @@ class Network:
             for address in self.addresses:
                 self.apply(
                     address,
-                    ChainSecretRegistered(
-                        self.clock(address), registration.secret, secrethash, self.now
-                    ),
+                    ChainSecretRegistered(self.now, registration.secret, secrethash, self.now),
                 )
 
     # --- set-up ------------------------------------------------------------------------
 
-    def open(
-        self,
-        a: Address,
-        b: Address,
-        deposit_a: int,
-        deposit_b: int,
-        settle_window: int = SETTLE_WINDOW,
-    ) -> None:
+    def open(self, a: Address, b: Address, deposit_a: int, deposit_b: int) -> None:
         for me, partner in ((a, b), (b, a)):
-            now = self.clock(me)
             self.apply(
-                me, ChainChannelOpened(now, TOKEN_NETWORK, partner, Generation(1), settle_window)
+                me,
+                ChainChannelOpened(self.now, TOKEN_NETWORK, partner, Generation(1), SETTLE_WINDOW),
             )
             for who, amount in ((a, deposit_a), (b, deposit_b)):
                 if amount:
                     self.apply(
-                        me, ChainDeposit(now, TOKEN_NETWORK, partner, who, TokenAmount(amount))
+                        me, ChainDeposit(self.now, TOKEN_NETWORK, partner, who, TokenAmount(amount))
                     )
         self.edges.append((a, b))
 
@@ -213,7 +188,7 @@ class Network:
             )
         graph = ChannelGraph.from_edges(edges)
         for address in self.addresses:
-            self.apply(address, ActionUpdateGraph(self.clock(address), TOKEN_NETWORK, graph))
+            self.apply(address, ActionUpdateGraph(self.now, TOKEN_NETWORK, graph))
 
     # --- views -------------------------------------------------------------------------
 

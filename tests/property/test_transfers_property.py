@@ -244,10 +244,6 @@ class TransferMachine(RuleBasedStateMachine):
         net = self.net
         net.flights += self.later
         self.later = []
-        # Every node sees the chain again: a node blind since before a lock's expiration
-        # keeps the lock (and its payment pending) until it can tell nobody claimed it.
-        for address in net.addresses:
-            net.apply(address, ActionSetChainView(net.now, None, {}))
         for _ in range(12):  # quiet down: deliver, let every lock expire or be claimed
             net.run()
             net.advance(SETTINGS.lock_timeout // 4, tick_every=10, mine=True)

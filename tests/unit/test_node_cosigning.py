@@ -15,7 +15,6 @@ from offchain.protocol.messages import (
     CoopSettleRefusal,
     CoopSettleRefused,
     WithdrawConfirmation,
-    WithdrawRequest,
 )
 from offchain.protocol.state import Settings
 from offchain.protocol.transitions import (
@@ -314,62 +313,3 @@ def test_coop_settle__partner_pays_after_both_signed__payment_not_counted() -> N
     (effect,) = net.events(a, ContractSendCoopSettle)
     assert _totals_by_address(net, a, b, effect) == {a: DEPOSIT, b: DEPOSIT}
     assert not [e for e in effects if isinstance(e, EventPaymentReceived)]
-
-
-def _locks_then_expiry(net: Network, a: Address, b: Address, amounts: list[int]) -> None:
-    """A locks `amounts` towards B (secrets B never learns), then, once they expired, takes
-    them back (LockExpired): all of A's proofs stay in flight, in order."""
-    for index, amount in enumerate(amounts, start=1):
-        _, secrethash = secret_for(index)
-        net.apply(
-            a,
-            ActionPay(net.now, index, TOKEN_NETWORK, b, TokenAmount(amount), secrethash, None),
-        )
-    net.advance(Settings().lock_timeout + Settings().clock_tolerance + 10, tick_every=10)
-
-
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="known hole, not fixed yet: a WithdrawRequest carries no nonce, so the partner "
-    "judges it against whatever proofs of the requester it has applied; one that overtakes "
-    "an earlier proof that freed capacity is refused as invalid (found by the transfers and "
-    "the offline property tests)",
-)
-def test_withdraw__request_overtakes_a_proof_that_freed_capacity__not_refused() -> None:
-    net = Network.create(2)
-    a, b = net.line(DEPOSIT)
-    _locks_then_expiry(net, a, b, [600])
-    net.apply(a, withdraw(net, b, 500, 120))  # A's capacity is whole again: 1000
-    net.deliver(0)  # the lock (B: A can spend 400 now)
-    request = next(
-        i for i, f in enumerate(net.flights) if isinstance(codec.decode(f.data), WithdrawRequest)
-    )
-    net.deliver(request)  # the request overtakes A's LockExpired
-    net.run()
-    assert not net.events(b, EventInvalidReceived)
-
-
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="known hole, not fixed yet: a WithdrawRequest carries no nonce; once the partner "
-    "co-signed it, the reservation counts against the requester's proofs made BEFORE the "
-    "request that arrive after it, and a valid one is refused (the channel then stalls on "
-    "the nonce gap)",
-)
-def test_withdraw__request_overtakes_an_earlier_lock__the_lock_is_still_applied() -> None:
-    net = Network.create(2)
-    a, b = net.line(DEPOSIT)
-    _locks_then_expiry(net, a, b, [600, 300])  # A: locks 600 (nonce 1), 300 (2), expired
-    net.apply(a, withdraw(net, b, 300, 120))
-    net.deliver(0)  # the first lock (B: A can spend 400)
-    request = next(
-        i for i, f in enumerate(net.flights) if isinstance(codec.decode(f.data), WithdrawRequest)
-    )
-    net.deliver(request)  # B co-signs 300 and reserves it: A can spend 100 by B's view
-    net.run()  # the second lock (300, made before the request) comes after it
-    assert not net.events(b, EventInvalidReceived)
-    assert net.states[b].channels[(TOKEN_NETWORK, a)].partner == (
-        net.states[a].channels[(TOKEN_NETWORK, b)].our
-    )
